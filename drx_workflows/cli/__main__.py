@@ -1,0 +1,3 @@
+from drx_workflows.cli import main
+
+main()

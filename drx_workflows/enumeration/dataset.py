@@ -1,0 +1,65 @@
+"""Where enumerated records go: the store's ``structures`` collection and extxyz/JSON files."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from drx_workflows.enumeration.records import DrxRecord
+from drx_workflows.errors import DrxError
+
+EXPORT_SUFFIXES = (".extxyz", ".xyz", ".json")
+
+
+def check_output_path(path: str | os.PathLike) -> Path:
+    """Fail before any work if ``path`` cannot be written."""
+    p = Path(path)
+    if p.suffix not in EXPORT_SUFFIXES:
+        raise DrxError(f"--out {p}: unknown format; use a name ending in {', '.join(EXPORT_SUFFIXES)}")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise DrxError(f"--out {p}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise DrxError(f"--out {p}: not writable")
+    return p
+
+
+def export_records(records: list[DrxRecord], path: str | os.PathLike) -> Path:
+    """Write records to extxyz (metadata in each frame's info) or JSON, atomically."""
+    p = check_output_path(path)
+    tmp = p.with_name(f".{p.name}.tmp.{os.getpid()}")
+    try:
+        if p.suffix == ".json":
+            tmp.write_text(json.dumps([r.to_doc() for r in records]))
+        else:
+            from ase.io import write
+
+            write(tmp, [record_to_atoms(r) for r in records], format="extxyz")
+        os.replace(tmp, p)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return p
+
+
+def record_to_atoms(record: DrxRecord):
+    from ase import Atoms
+
+    atoms = Atoms(symbols=record.species, cell=record.lattice, scaled_positions=record.frac_coords, pbc=True)
+    doc = record.to_doc()
+    del doc["structure"]
+    for key, value in doc.items():
+        # extxyz info values must be scalars or flat arrays
+        atoms.info[key] = json.dumps(value) if isinstance(value, (dict, list)) or value is None else value
+    return atoms
+
+
+def save_records(store, records: list[DrxRecord], batch_size: int = 2000) -> int:
+    """Insert records whose ``drx_id`` is not stored yet; returns how many were new."""
+    # One pass over the stored ids: a large $in is quadratic on the embedded store.
+    existing = {d["drx_id"] for d in store.structures.find({}, {"drx_id": 1, "_id": 0})}
+    new_docs = [r.to_doc() for r in records if r.drx_id not in existing]
+    for start in range(0, len(new_docs), batch_size):
+        store.structures.insert_many(new_docs[start : start + batch_size], ordered=False)
+    store.save()
+    return len(new_docs)

@@ -1,0 +1,34 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="drx_workflows",
+    version="0.1.0",
+    description=(
+        "DFT datasets of cation-disordered rocksalt (DRX) cathodes and ML-IAP benchmarks "
+        "as FireWorks workflows"
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=find_packages(include=["drx_workflows", "drx_workflows.*"]),
+    include_package_data=True,
+    install_requires=[
+        "fireworks[mongomock]>=2.1.4",
+        "atomate>=1.1.0",
+        "custodian>=2026.10.21",
+        "pymatgen>=2026.10.24",
+        "pymongo>=4.20,<4.21",
+        "mongomock-persistence>=0.0.5",
+        "icet>=4.0",
+        "click>=8.1",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "test": ["pytest>=8"],
+    },
+    entry_points={
+        "console_scripts": [
+            "drx=drx_workflows.cli:main",
+        ],
+    },
+)

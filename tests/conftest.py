@@ -1,0 +1,51 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+def pytest_report_header(config):
+    return f"shared data: {SHARED} ({'present' if SHARED.exists() else 'MISSING'})"
+
+
+@pytest.fixture
+def shared_dir():
+    if not SHARED.exists():
+        pytest.fail(f"{SHARED} is missing: the tests read the project's shared data from ../shared")
+    return SHARED
+
+
+@pytest.fixture
+def fresh_store(tmp_path, monkeypatch):
+    """An embedded store in tmp_path, opened in this process and closed after the test."""
+    from drx_workflows import store as store_mod
+
+    for leftover in list(store_mod._OPEN.values()):
+        leftover.close()
+    monkeypatch.delenv(store_mod.ENV_LAUNCHPAD, raising=False)
+    monkeypatch.delenv(store_mod.ENV_STORE, raising=False)
+    st = store_mod.open_store(store_mod.StoreConfig.embedded(tmp_path / "store" / "store.json"))
+    yield st
+    st.close()
+
+
+def run_drx(*args, cwd=None, env=None, timeout=600):
+    """Run the drx CLI in a new process (each process may hold one embedded store)."""
+    import os
+    import subprocess
+
+    full_env = dict(os.environ)
+    full_env.pop("DRX_STORE", None)
+    full_env.pop("DRX_LAUNCHPAD", None)
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "drx_workflows.cli", *map(str, args)],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
