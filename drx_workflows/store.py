@@ -62,11 +62,13 @@ class StoreConfig:
     authsource: str | None = None
     uri_mode: bool = False
     mongoclient_kwargs: dict = field(default_factory=dict, repr=False, hash=False, compare=False)
-    source: str = "default"  # where this configuration came from, for messages
+    # Where this configuration was read from, for messages; two configs naming the same
+    # place are the same store whatever file they came from.
+    source: str = field(default="default", compare=False)
 
     @classmethod
     def embedded(cls, path: str | os.PathLike | None = None) -> StoreConfig:
-        return cls(kind="embedded", path=Path(path or DEFAULT_EMBEDDED_PATH).absolute())
+        return cls(kind="embedded", path=Path(path or DEFAULT_EMBEDDED_PATH).resolve())
 
     @classmethod
     def from_launchpad_file(cls, path: str | os.PathLike) -> StoreConfig:
@@ -89,7 +91,8 @@ class StoreConfig:
         if doc.get("mongomock_file"):
             mm = Path(doc["mongomock_file"])
             if not mm.is_absolute():
-                mm = (p.parent / mm).resolve()
+                mm = p.parent / mm
+            mm = mm.resolve()
             return cls(kind="embedded", path=mm, name=doc.get("name") or DEFAULT_DB_NAME, source=str(p))
         host = doc.get("host")
         if not host:
@@ -325,18 +328,26 @@ class Store:
 
         c = self.config
         if self.is_embedded:
-            return LaunchPad(name=c.name, **kwargs)
-        return LaunchPad(
-            host=c.host,
-            port=c.port,
-            name=c.name,
-            username=c.username,
-            password=c.password,
-            authsource=c.authsource,
-            uri_mode=c.uri_mode,
-            mongoclient_kwargs=dict(c.mongoclient_kwargs),
-            **kwargs,
-        )
+            lp = LaunchPad(name=c.name, **kwargs)
+        else:
+            lp = LaunchPad(
+                host=c.host,
+                port=c.port,
+                name=c.name,
+                username=c.username,
+                password=c.password,
+                authsource=c.authsource,
+                uri_mode=c.uri_mode,
+                mongoclient_kwargs=dict(c.mongoclient_kwargs),
+                **kwargs,
+            )
+        if lp.fw_id_assigner.find_one({}) is None:
+            # A new database has no id counters; LaunchPad.reset would create them but
+            # also wipe everything, so create only the missing counter document.
+            lp.fw_id_assigner.find_one_and_replace({"_id": -1}, {"next_fw_id": 1, "next_launch_id": 1}, upsert=True)
+            if not self.is_embedded:
+                lp.tuneup()  # FireWorks' indexes; on mongomock they only slow inserts down
+        return lp
 
     def launchpad_file(self) -> Path:
         """A launchpad YAML for FireWorks' own tools (``lpad -l``) on this store.

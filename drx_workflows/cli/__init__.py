@@ -53,9 +53,9 @@ def cli(ctx, store_path, launchpad_file):
 
 
 def _register() -> None:
-    from drx_workflows.cli import dataset, stores
+    from drx_workflows.cli import dataset, mliap, stores
 
-    for command in (*dataset.COMMANDS, *stores.COMMANDS):
+    for command in (*dataset.COMMANDS, *stores.COMMANDS, *mliap.COMMANDS):
         cli.add_command(command)
     try:
         from drx_workflows.cli import relax

@@ -1,0 +1,96 @@
+"""The one small interface every ML-IAP backend implements, and the registry of backends.
+
+A backend is a :class:`Potential` subclass in its own module, registered under a
+name (``ann``, ``gap``, ``snap``, ``qsnap``, ``mtp``, ``mace``, ...).  It is built from
+hyperparameters (the study's values are the defaults; every one can be overridden),
+``fit`` on training configurations, ``predict`` energies and forces, and ``save``/``load``
+its model files in one folder.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from drx_workflows.errors import DrxError
+from drx_workflows.mliap.data import Configuration
+
+
+@dataclass
+class Prediction:
+    energy: float  # total energy of the cell, eV
+    forces: np.ndarray  # (N, 3) eV/Angstrom
+
+
+@dataclass
+class FitReport:
+    """What training did: wall time, epochs/iterations, final training loss, anything else."""
+
+    seconds: float
+    n_train: int
+    details: dict = field(default_factory=dict)
+
+
+class Potential(ABC):
+    """An ML interatomic potential backend."""
+
+    name: ClassVar[str]
+    # The reference study's hyperparameters; ``__init__`` merges user overrides into them.
+    DEFAULTS: ClassVar[dict] = {}
+
+    def __init__(self, **hyperparameters):
+        unknown = set(hyperparameters) - set(self.DEFAULTS)
+        if unknown:
+            raise DrxError(
+                f"backend {self.name}: unknown hyperparameter(s) {', '.join(sorted(unknown))}; "
+                f"known: {', '.join(sorted(self.DEFAULTS))}"
+            )
+        self.hyperparameters = {**self.DEFAULTS, **hyperparameters}
+
+    @abstractmethod
+    def fit(self, train: list[Configuration], warm_start: Path | None = None) -> FitReport:
+        """Train on ``train`` (total energies and forces), optionally from a saved model folder."""
+
+    @abstractmethod
+    def predict(self, configs: list[Configuration]) -> list[Prediction]:
+        """Energies and forces of ``configs`` (their reference labels are ignored)."""
+
+    @abstractmethod
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write the model files into ``directory`` (created if needed)."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, directory: str | os.PathLike) -> Potential:
+        """A trained potential from a folder written by :meth:`save`."""
+
+
+# name -> "module:Class"; modules are imported only when their backend is asked for, so a
+# backend with heavy or missing dependencies costs nothing to the others.
+BACKENDS: dict[str, str] = {
+    "ann": "drx_workflows.mliap.ann.backend:AnnPotential",
+}
+
+
+def backend_class(name: str) -> type[Potential]:
+    if name not in BACKENDS:
+        raise DrxError(f"unknown backend {name!r}; choose from {', '.join(sorted(BACKENDS))}")
+    module, cls = BACKENDS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def parse_backends(text: str) -> list[str]:
+    """``"ann,gap"`` -> ["ann", "gap"], every name checked before anything runs."""
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise DrxError("--backend: give at least one backend name")
+    for name in names:
+        if name not in BACKENDS:
+            raise DrxError(f"unknown backend {name!r}; choose from {', '.join(sorted(BACKENDS))}")
+    return names
