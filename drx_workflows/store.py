@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from drx_workflows.fileio import atomic_write_text
 from drx_workflows.errors import (
     DrxError,
     StoreCorruptError,
@@ -202,7 +203,7 @@ class _EmbeddedFile:
 
     def _ensure_exists(self) -> None:
         if not self.path.exists():
-            _atomic_write_text(self.path, "{}")
+            atomic_write_text(self.path, "{}")
 
     def make_client(self):
         """The process's single mongomock client, loaded from the file."""
@@ -243,7 +244,7 @@ class _EmbeddedFile:
                 os.link(self.path, self.backup_path)
             except OSError:
                 pass  # a backup is a courtesy; the atomic rename below is what matters
-        _atomic_write_text(self.path, text)
+        atomic_write_text(self.path, text)
 
     def _save_at_exit(self) -> None:
         try:
@@ -273,15 +274,6 @@ def _read_holder(lock_path: Path) -> str:
     if not info:
         return "another process"
     return f"pid {info.get('pid')} on {info.get('host')} ({info.get('command')}, since {info.get('since')})"
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 class Store:
@@ -358,7 +350,7 @@ class Store:
         if not self.is_embedded:
             return Path(self.config.source)
         path = self.config.path.with_name("my_launchpad.yaml")
-        _atomic_write_text(
+        atomic_write_text(
             path,
             "# written by drx for FireWorks' tools run through `drx lpad`; the store is "
             f"{self.config.path}\nhost: localhost\nport: 27017\nname: {self.config.name}\n"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from drx_workflows.enumeration.records import DrxRecord
 from drx_workflows.errors import DrxError
+from drx_workflows.fileio import atomic_path
 
 EXPORT_SUFFIXES = (".extxyz", ".xyz", ".json")
 
@@ -28,17 +29,13 @@ def check_output_path(path: str | os.PathLike) -> Path:
 def export_records(records: list[DrxRecord], path: str | os.PathLike) -> Path:
     """Write records to extxyz (metadata in each frame's info) or JSON, atomically."""
     p = check_output_path(path)
-    tmp = p.with_name(f".{p.name}.tmp.{os.getpid()}")
-    try:
+    with atomic_path(p) as tmp:
         if p.suffix == ".json":
             tmp.write_text(json.dumps([r.to_doc() for r in records]))
         else:
             from ase.io import write
 
             write(tmp, [record_to_atoms(r) for r in records], format="extxyz")
-        os.replace(tmp, p)
-    finally:
-        tmp.unlink(missing_ok=True)
     return p
 
 

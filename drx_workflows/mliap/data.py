@@ -16,6 +16,7 @@ import numpy as np
 
 from drx_workflows.constants import TMS
 from drx_workflows.errors import DrxError
+from drx_workflows.fileio import atomic_write_text
 
 # Published DRX data contains a few collapsed cells; these bounds flag them.
 MIN_INTERATOMIC_DISTANCE = 1.2  # Angstrom
@@ -181,10 +182,7 @@ def write_xsf(conf: Configuration, path: str | os.PathLike) -> Path:
         if conf.forces is not None:
             row += " " + " ".join(f"{f:14.8f}" for f in conf.forces[k])
         out.append(row)
-    tmp = p.with_name(f".{p.name}.tmp")
-    tmp.write_text("\n".join(out) + "\n")
-    os.replace(tmp, p)
-    return p
+    return atomic_write_text(p, "\n".join(out) + "\n")
 
 
 def read_xsf_dir(directory: str | os.PathLike) -> list[Configuration]:

@@ -1,0 +1,1 @@
+"""Stage 6: comparison tables and plots of trained potentials."""

@@ -1,0 +1,123 @@
+"""``drx report``: the study's comparison tables (Markdown) and parity / per-n-TM plots (PNG)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from drx_workflows.errors import DrxError
+from drx_workflows.fileio import atomic_path, atomic_write_text
+
+
+def _fmt(x, digits=1):
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def comparison_table(docs: list[dict]) -> str:
+    head = (
+        "| backend | slice | target | n train | n test | train E MAE (meV/atom) | test E MAE (meV/atom) "
+        "| test E RMSE (meV/atom) | test range-norm. MAE | test F MAE (eV/Å) | training time (s) |"
+    )
+    rows = [head, "|" + "---|" * 11]
+    for d in sorted(docs, key=lambda d: (d["slice"], d["n_train"], d["test"]["energy_mae"])):
+        rows.append(
+            f"| {d['backend']} | {d['slice']} | {d['target']} | {d['n_train']} | {d['n_test']} "
+            f"| {_fmt(d['train']['energy_mae'])} | {_fmt(d['test']['energy_mae'])} | {_fmt(d['test']['energy_rmse'])} "
+            f"| {_fmt(d['test']['energy_range_normalized_mae'], 4)} | {_fmt(d['test']['force_mae'], 3)} "
+            f"| {_fmt(d['train_seconds'])} |"
+        )
+    return "\n".join(rows)
+
+
+def per_ntm_table(docs: list[dict]) -> str:
+    ntms = sorted({int(k) for d in docs for k in d["test"]["energy_mae_per_ntm"]})
+    rows = ["| backend | slice | " + " | ".join(f"{n}-TM" for n in ntms) + " |", "|" + "---|" * (len(ntms) + 2)]
+    for d in docs:
+        per = d["test"]["energy_mae_per_ntm"]
+        rows.append(f"| {d['backend']} | {d['slice']} | " + " | ".join(_fmt(per.get(str(n))) for n in ntms) + " |")
+    return "\n".join(rows)
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
+
+
+def parity_plot(doc: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
+    for split, color in (("train", "tab:blue"), ("test", "tab:orange")):
+        e = doc["parity"][split]["energies"]
+        if e:
+            axes[0].scatter([p[0] for p in e], [p[1] for p in e], s=8, alpha=0.7, color=color, label=split)
+        f = doc["parity"][split]["forces"]
+        if f:
+            axes[1].scatter([p[0] for p in f], [p[1] for p in f], s=4, alpha=0.4, color=color, label=split)
+    for ax, unit in ((axes[0], "energy (eV/atom)"), (axes[1], "force component (eV/Å)")):
+        lo, hi = ax.get_xlim()
+        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+        ax.set_xlabel(f"reference {unit}")
+        ax.set_ylabel(f"predicted {unit}")
+        ax.legend()
+    title = f"{doc['backend']} on {doc['slice']} ({doc['target']}): test MAE {doc['test']['energy_mae']:.1f} meV/atom"
+    if doc.get("surrogate"):
+        title += " [surrogate reference, not DFT]"
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)
+    return path
+
+
+def per_ntm_plot(docs: list[dict], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    ntms = sorted({int(k) for d in docs for k in d["test"]["energy_mae_per_ntm"]})
+    fig, ax = plt.subplots(figsize=(7, 4))
+    width = 0.8 / max(1, len(docs))
+    for i, d in enumerate(docs):
+        per = d["test"]["energy_mae_per_ntm"]
+        ax.bar(np.arange(len(ntms)) + i * width, [per.get(str(n), 0) for n in ntms], width,
+               label=f"{d['backend']} ({d['slice']})")
+    ax.set_xticks(np.arange(len(ntms)) + width * (len(docs) - 1) / 2, [str(n) for n in ntms])
+    ax.set_xlabel("number of TM species")
+    ax.set_ylabel("test energy MAE (meV/atom)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+    return path
+
+
+def _save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+
+
+def write_report(store, directory: str | os.PathLike, query: dict | None = None) -> Path:
+    """Tables and plots of every stored potential (or those matching ``query``) into one folder."""
+    docs = list(store.potentials.find(query or {}, {"_id": 0}))
+    if not docs:
+        raise DrxError("no trained potentials in the store yet (run `drx train` first)")
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    lines = ["# ML-IAP comparison", ""]
+    if any(d.get("surrogate") for d in docs):
+        lines += ["Reference energies from the surrogate VASP engine (CHGNet), **not DFT**.", ""]
+    lines += ["## Energy and force errors, training cost", "", comparison_table(docs), "",
+              "## Test energy MAE per number of TM species (meV/atom)", "", per_ntm_table(docs), "", "## Plots", ""]
+    for d in docs:
+        png = parity_plot(d, out / f"parity_{_safe(d['backend'])}_{_safe(d['slice'])}_{d['target']}.png")
+        lines.append(f"![parity {d['backend']} {d['slice']}]({png.name})")
+    per_ntm_plot(docs, out / "per_ntm_mae.png")
+    lines.append("![per n-TM MAE](per_ntm_mae.png)")
+    report = out / "report.md"
+    return atomic_write_text(report, "\n".join(lines) + "\n")
