@@ -1,6 +1,5 @@
 """`drx import`: XSF folders, extxyz and VASP run folders become slices; bad data stops early."""
 
-import json
 
 import numpy as np
 import pytest

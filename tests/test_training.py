@@ -15,7 +15,6 @@ from drx_workflows.errors import DrxError
 from drx_workflows.mliap import base
 from drx_workflows.mliap.base import FitReport, Potential, Prediction
 from drx_workflows.mliap.data import read_xsf_dir, split_sane
-from drx_workflows.mliap.metrics import compute_metrics
 from drx_workflows.mliap.training import load_potential, store_result, to_target, train_and_evaluate
 from drx_workflows.slices import stratified_split
 

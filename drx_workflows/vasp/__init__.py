@@ -1,0 +1,1 @@
+"""The relaxation-workflow stage: VASP input sets, custodian, FireWorks workflows, submission, status."""

@@ -1,0 +1,98 @@
+"""The ``db.json`` a firework reads to find the store its task documents go to.
+
+Formats (JSON, or YAML with the same keys):
+
+* embedded store: ``{"mongomock_file": "/abs/or/relative/store.json", "database": "drx"}``
+  (a relative path is taken relative to the db.json file);
+* a launchpad YAML: ``{"launchpad_file": "my_launchpad.yaml"}`` (MongoDB or ``mongomock_file``);
+* a MongoDB server, atomate's db.json keys: ``{"host", "port", "database",
+  "collection": "tasks", "admin_user"/"username", "admin_password"/"password", "authsource"}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from drx_workflows.errors import DrxError
+from drx_workflows.store import DEFAULT_DB_NAME, StoreConfig
+
+
+def load_db_file(path: str | os.PathLike) -> StoreConfig:
+    p = Path(path).expanduser()
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DrxError(f"cannot read db file {p}: {exc.strerror}") from exc
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        from ruamel.yaml import YAML, YAMLError
+
+        try:
+            doc = YAML(typ="safe").load(text)
+        except YAMLError:
+            raise DrxError(f"db file {p} parses neither as JSON nor as YAML") from None
+    if not isinstance(doc, dict):
+        raise DrxError(f"db file {p} must be a mapping (see fw_configs/db.json)")
+    return db_config_from_dict(doc, base=p.parent.absolute(), source=str(p))
+
+
+def db_config_from_dict(doc: dict, base: Path | None = None, source: str = "db.json") -> StoreConfig:
+    base = base or Path.cwd()
+    name = doc.get("database") or doc.get("name") or DEFAULT_DB_NAME
+    if doc.get("mongomock_file"):
+        mm = Path(os.path.expandvars(str(doc["mongomock_file"]))).expanduser()
+        if not mm.is_absolute():
+            mm = Path(os.path.abspath(base / mm))
+        return StoreConfig(kind="embedded", path=mm, name=name, source=source)
+    if doc.get("launchpad_file"):
+        lp = Path(os.path.expandvars(str(doc["launchpad_file"]))).expanduser()
+        if not lp.is_absolute():
+            lp = base / lp
+        return StoreConfig.from_launchpad_file(lp)
+    host = doc.get("host")
+    if not host:
+        raise DrxError(f"{source}: give 'mongomock_file', 'launchpad_file' or a MongoDB 'host'")
+    collection = doc.get("collection", "tasks")
+    if collection != "tasks":
+        raise DrxError(f"{source}: task documents live in the 'tasks' collection, not {collection!r}")
+    port = doc.get("port")
+    if port is not None and not isinstance(port, int):
+        raise DrxError(f"{source}: 'port' must be an integer, got {port!r}")
+    uri_mode = str(host).startswith(("mongodb://", "mongodb+srv://"))
+    return StoreConfig(
+        kind="mongodb",
+        host=str(host),
+        port=port,
+        name=name,
+        username=doc.get("admin_user") or doc.get("username"),
+        password=doc.get("admin_password") or doc.get("password"),
+        authsource=doc.get("authsource"),
+        uri_mode=uri_mode,
+        mongoclient_kwargs=dict(doc.get("mongoclient_kwargs") or {}),
+        source=source,
+    )
+
+
+def write_db_file(path: str | os.PathLike, config: StoreConfig) -> Path:
+    """A db.json naming ``config`` (embedded file or MongoDB server; no password is written
+    for a server unless the config has one)."""
+    p = Path(path)
+    if config.kind == "embedded":
+        doc = {"mongomock_file": str(config.path), "database": config.name}
+    else:
+        doc = {
+            "host": config.host,
+            "port": config.port,
+            "database": config.name,
+            "collection": "tasks",
+            "admin_user": config.username,
+            "admin_password": config.password,
+            "authsource": config.authsource,
+        }
+        doc = {k: v for k, v in doc.items() if v is not None}
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    return p

@@ -1,0 +1,88 @@
+"""Task documents: atomate's VaspDrone schema plus the DRX metadata and the custodian record."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+from drx_workflows.vasp.handlers import read_custodian_log, summarize_corrections
+
+
+def build_task_doc(calc_dir: str, additional_fields: dict | None = None) -> dict:
+    """Parse a finished VASP directory into an atomate ``VaspToDb``-compatible document."""
+    from atomate.vasp.drones import VaspDrone
+    from monty.json import jsanitize
+
+    has_potcar = bool(glob.glob(os.path.join(calc_dir, "POTCAR*"))) and not glob.glob(
+        os.path.join(calc_dir, "POTCAR.spec*")
+    )
+    drone = VaspDrone(
+        additional_fields=additional_fields or {},
+        parse_dos=False,
+        bandstructure_mode=False,
+        parse_locpot=False,
+        parse_bader=False,
+        parse_potcar_file=has_potcar,
+        store_volumetric_data=(),
+    )
+    doc = drone.assimilate(calc_dir)
+    # The drone keeps only the first entry of custodian.json; a double relaxation has two jobs.
+    log = read_custodian_log(calc_dir)
+    if log:
+        doc["custodian"] = jsanitize(log, strict=False, allow_bson=True)
+    doc["custodian_corrections"] = jsanitize(summarize_corrections(log), strict=False, allow_bson=True)
+    doc["n_custodian_corrections"] = len(doc["custodian_corrections"])
+    # Outputs of the CHGNet stand-in for VASP must never pass for DFT data.
+    try:
+        from drx_workflows.vasp.surrogate import is_surrogate_run
+    except ImportError:
+        is_surrogate_run = None
+    doc["surrogate"] = bool(is_surrogate_run and is_surrogate_run(calc_dir))
+    return _plain(jsanitize(doc, strict=False, allow_bson=True))
+
+
+def _plain(obj):
+    """Unit-carrying floats (pymatgen FloatWithUnit) as plain floats, so BSON and mongomock store numbers."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, bool) or obj is None:
+        return obj
+    if isinstance(obj, float) and type(obj) is not float:
+        return float(obj)
+    if isinstance(obj, int) and type(obj) is not int:
+        return int(obj)
+    return obj
+
+
+def insert_task_doc(db_file: str, doc: dict) -> int:
+    """Insert (or replace, for a rerun of the same directory) a task doc; returns its task_id."""
+    from pymongo import ReturnDocument
+
+    from drx_workflows.store import open_store
+    from drx_workflows.vasp.dbfile import load_db_file
+
+    store = open_store(load_db_file(db_file))
+    tasks = store.tasks
+    existing = tasks.find_one({"dir_name": doc["dir_name"]}, {"task_id": 1})
+    if existing and existing.get("task_id") is not None:
+        doc["task_id"] = existing["task_id"]
+        tasks.replace_one({"_id": existing["_id"]}, doc)
+    else:
+        counter = store.db["counter"].find_one_and_update(
+            {"_id": "taskid"}, {"$inc": {"c": 1}}, upsert=True, return_document=ReturnDocument.AFTER
+        )
+        doc["task_id"] = counter["c"]
+        tasks.insert_one(doc)
+    doc.pop("_id", None)
+    store.save()
+    return doc["task_id"]
+
+
+def write_task_json(doc: dict, path: str) -> None:
+    from monty.json import MontyEncoder
+
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(doc, fh, cls=MontyEncoder)
