@@ -53,16 +53,11 @@ def cli(ctx, store_path, launchpad_file):
 
 
 def _register() -> None:
-    from drx_workflows.cli import dataset, mliap, stores
+    from drx_workflows.cli import dataset, mliap, relax, stores
 
-    for command in (*dataset.COMMANDS, *stores.COMMANDS, *mliap.COMMANDS):
-        cli.add_command(command)
-    try:
-        from drx_workflows.cli import relax
-    except ImportError:
-        return
-    for command in relax.COMMANDS:
-        cli.add_command(command)
+    for module in (dataset, relax, mliap, stores):
+        for command in module.COMMANDS:
+            cli.add_command(command)
 
 
 _register()
