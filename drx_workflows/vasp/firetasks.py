@@ -154,8 +154,11 @@ class RunVaspDrxCustodian(FiretaskBase):
         scratch_dir = env_chk(self.get("scratch_dir"), fw_spec, strict=False, default=None)
         kwargs = {}
         for key in ("polling_time_step", "monitor_freq"):
-            if self.get(key) is not None:
-                kwargs[key] = self[key]
+            # custodian checks a running job every 10 s by default: right for hours-long VASP
+            # runs, a needless wait for the seconds-long surrogate engine (fworker env override)
+            value = self.get(key) if self.get(key) is not None else _env(fw_spec, f"custodian_{key}", None)
+            if value is not None:
+                kwargs[key] = value
         custodian = Custodian(
             drx_handlers(wall_time=int(wall_time) if wall_time else None),
             drx_jobs(vasp_cmd, self.get("job_type", "double_relaxation_run"), auto_npar=bool(auto_npar)),

@@ -7,6 +7,7 @@ import json
 import os
 
 from drx_workflows.vasp.handlers import read_custodian_log, summarize_corrections
+from drx_workflows.vasp.surrogate import is_surrogate_run
 
 
 def build_task_doc(calc_dir: str, additional_fields: dict | None = None) -> dict:
@@ -34,12 +35,21 @@ def build_task_doc(calc_dir: str, additional_fields: dict | None = None) -> dict
     doc["custodian_corrections"] = jsanitize(summarize_corrections(log), strict=False, allow_bson=True)
     doc["n_custodian_corrections"] = len(doc["custodian_corrections"])
     # Outputs of the CHGNet stand-in for VASP must never pass for DFT data.
-    try:
-        from drx_workflows.vasp.surrogate import is_surrogate_run
-    except ImportError:
-        is_surrogate_run = None
-    doc["surrogate"] = bool(is_surrogate_run and is_surrogate_run(calc_dir))
+    doc["surrogate"] = is_surrogate_run(calc_dir)
+    if doc["surrogate"]:
+        _drop_electronic_placeholders(doc)
     return _plain(jsanitize(doc, strict=False, allow_bson=True))
+
+
+# The surrogate writes placeholder eigenvalues only so that parsers accept its files.
+_ELECTRONIC_FIELDS = ("bandgap", "cbm", "vbm", "is_gap_direct", "is_metal", "direct_gap", "efermi")
+
+
+def _drop_electronic_placeholders(doc: dict) -> None:
+    for output in [doc.get("output") or {}] + [c.get("output") or {} for c in doc.get("calcs_reversed") or []]:
+        for key in _ELECTRONIC_FIELDS:
+            if key in output:
+                output[key] = None
 
 
 def _plain(obj):

@@ -1,0 +1,555 @@
+"""``ann`` backend: the AENET method (Chebyshev descriptors + atomic neural networks) on torch.
+
+The reference study's setup is the default: per element a 2 x 15 tanh network on
+Artrith-Urban-Ceder descriptors (radial 8.0 A / order 16, angular 6.5 A / order 4),
+full-batch L-BFGS for 2300 epochs, energies only.
+
+Training is split in two so that epochs are cheap: descriptors of every training atom are
+computed once (no autograd through positions) and standardised; the epochs then only run
+the small nets.  Force training (``force_weight`` > 0) also precomputes, once, the exact
+descriptor Jacobians dG_i/dR_n (analytic, (N, N, F, 3) per structure: ~1.4 MB for 36
+atoms, ~35 MB for 180); forces in each epoch are then -sum_i dE/dG_i . dG_i/dR, with
+dE/dG from the nets by autograd.  Prediction always returns forces, exactly -dE/dR by
+autograd through the descriptors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from drx_workflows.errors import DrxError
+from drx_workflows.fileio import atomic_path, atomic_write_text
+from drx_workflows.mliap.ann.descriptors import (
+    DescriptorSpec,
+    Neighbours,
+    chunks,
+    descriptor_jacobian,
+    descriptors,
+    neighbours,
+    species_weights,
+)
+from drx_workflows.mliap.ann.model import ACTIVATIONS, AtomicNets, composition_matrix, fit_element_shifts
+from drx_workflows.mliap.base import FitReport, Potential, Prediction
+from drx_workflows.mliap.data import Configuration
+
+_WEIGHTS = "model.pt"
+_META = "meta.json"
+_FORMAT = 1
+# Hyperparameters that fix the model's shape and inputs: a warm start must keep them.
+_STRUCTURAL = ("hidden_layers", "activation", "radial_cutoff", "radial_order", "angular_cutoff", "angular_order")
+_DTYPE = torch.float64  # finite-difference-exact forces and stable L-BFGS line searches
+
+
+class AnnPotential(Potential):
+    name = "ann"
+    DEFAULTS = {
+        "hidden_layers": [15, 15],
+        "activation": "tanh",
+        "radial_cutoff": 8.0,  # Angstrom
+        "radial_order": 16,
+        "angular_cutoff": 6.5,  # Angstrom
+        "angular_order": 4,
+        "optimizer": "lbfgs",  # full-batch L-BFGS as aenet; "adam" for mini-batches
+        "epochs": 2300,
+        "learning_rate": None,  # None: 1.0 for L-BFGS (line search scales it), 1e-3 for Adam
+        "batch_size": 32,  # structures per Adam step
+        # 0 = energy-only, as the study; > 0: loss += w * MSE(forces, (eV/A)^2).  Energy-only
+        # training leaves forces unconstrained: on the 295-structure DFT sample, test force MAE
+        # 0.87 eV/A energy-only vs 0.14 with w = 0.1 (benchmarks/ann_drx_dft.py)
+        "force_weight": 0.0,
+        "seed": 0,
+        # torch intra-op threads while fitting/predicting: these nets and per-centre matrices
+        # are so small that thread hand-offs cost more than they save (25x slower on a busy
+        # 2-core machine with 2 threads); run several fits in parallel instead
+        "threads": 1,
+    }
+
+    def __init__(self, **hyperparameters):
+        super().__init__(**hyperparameters)
+        self._check_hyperparameters()
+        self.model: AtomicNets | None = None
+        self.weights: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ set-up
+
+    def _check_hyperparameters(self) -> None:
+        h = self.hyperparameters
+
+        def bad(key, why):
+            raise DrxError(f"backend ann: hyperparameter {key}={h[key]!r} {why}")
+
+        try:
+            h["hidden_layers"] = [int(x) for x in h["hidden_layers"]]
+        except (TypeError, ValueError):
+            bad("hidden_layers", "must be a list of layer widths, e.g. [15, 15]")
+        if not h["hidden_layers"] or min(h["hidden_layers"]) < 1:
+            bad("hidden_layers", "must be a non-empty list of positive widths")
+        if h["activation"] not in ACTIVATIONS:
+            bad("activation", f"is not one of {', '.join(ACTIVATIONS)}")
+        if h["optimizer"] not in ("lbfgs", "adam"):
+            bad("optimizer", "is not 'lbfgs' or 'adam'")
+        for key in ("radial_cutoff", "angular_cutoff"):
+            if not isinstance(h[key], (int, float)) or not h[key] > 0:
+                bad(key, "must be a positive distance in Angstrom")
+        for key in ("radial_order", "angular_order"):
+            if not isinstance(h[key], int) or h[key] < 1:
+                bad(key, "must be an integer >= 1")
+        for key in ("epochs", "batch_size", "seed", "threads"):
+            low = 1 if key in ("batch_size", "threads") else 0
+            if not isinstance(h[key], int) or isinstance(h[key], bool) or h[key] < low:
+                bad(key, f"must be an integer >= {low}")
+        if h["learning_rate"] is not None and not (isinstance(h["learning_rate"], (int, float)) and h["learning_rate"] > 0):
+            bad("learning_rate", "must be positive (or null for the optimizer's default)")
+        if not isinstance(h["force_weight"], (int, float)) or h["force_weight"] < 0:
+            bad("force_weight", "must be >= 0")
+
+    @property
+    def elements(self) -> list[str]:
+        return list(self.model.elements) if self.model is not None else []
+
+    def _spec(self, n_elements: int) -> DescriptorSpec:
+        h = self.hyperparameters
+        return DescriptorSpec(
+            radial_cutoff=float(h["radial_cutoff"]),
+            radial_order=h["radial_order"],
+            angular_cutoff=float(h["angular_cutoff"]),
+            angular_order=h["angular_order"],
+            compositional=n_elements > 1,
+        )
+
+    @property
+    def spec(self) -> DescriptorSpec:
+        return self._spec(len(self.elements))
+
+    def _neighbours(self, conf: Configuration) -> Neighbours:
+        s = self.spec
+        return neighbours(conf.positions, conf.cell, s.cutoff, s.angular_cutoff)
+
+    def _weights_tensor(self, conf: Configuration) -> torch.Tensor:
+        return torch.tensor([self.weights[s] for s in conf.species], dtype=_DTYPE)
+
+    def features(self, conf: Configuration, nb: Neighbours | None = None) -> torch.Tensor:
+        """Raw (unnormalised) descriptors (N, F) of one configuration, without autograd."""
+        nb = nb or self._neighbours(conf)
+        pos = torch.as_tensor(conf.positions, dtype=_DTYPE)
+        cell = torch.as_tensor(conf.cell, dtype=_DTYPE)
+        w = self._weights_tensor(conf)
+        with torch.no_grad():
+            return torch.cat([descriptors(pos, cell, w, nb, self.spec, c) for c in chunks(nb)])
+
+    def jacobian(self, conf: Configuration, nb: Neighbours | None = None) -> torch.Tensor:
+        """(N, N, F, 3) d(descriptor of atom i)/d(position of atom n), for force training."""
+        nb = nb or self._neighbours(conf)
+        pos = torch.as_tensor(conf.positions, dtype=_DTYPE)
+        cell = torch.as_tensor(conf.cell, dtype=_DTYPE)
+        w = self._weights_tensor(conf)
+        return torch.cat([descriptor_jacobian(pos, cell, w, nb, self.spec, c) for c in chunks(nb)])
+
+    # ------------------------------------------------------------------ checks
+
+    @staticmethod
+    def _check_train(train: list[Configuration], need_forces: bool) -> None:
+        if not train:
+            raise DrxError("backend ann: no training configurations")
+        for c in train:
+            if c.energy is None:
+                raise DrxError(f"backend ann: configuration {c.id} has no energy; every training structure needs one")
+            if not math.isfinite(float(c.energy)):
+                raise DrxError(f"backend ann: configuration {c.id} has a non-finite energy {c.energy}")
+            if need_forces and c.forces is None:
+                raise DrxError(f"backend ann: configuration {c.id} has no forces but force_weight > 0")
+            if c.n_atoms == 0:
+                raise DrxError(f"backend ann: configuration {c.id} has no atoms")
+
+    def _check_elements(self, configs: list[Configuration], what: str) -> None:
+        known = set(self.elements)
+        for c in configs:
+            unseen = sorted(set(c.species) - known)
+            if unseen:
+                raise DrxError(
+                    f"backend ann: {what} configuration {c.id} contains {', '.join(unseen)}, "
+                    f"which the model was not trained on (elements: {', '.join(self.elements)})"
+                )
+
+    # ------------------------------------------------------------------ training
+
+    def fit(self, train: list[Configuration], warm_start: Path | None = None) -> FitReport:
+        with _torch_threads(self.hyperparameters["threads"]):
+            return self._fit(train, warm_start)
+
+    def _fit(self, train: list[Configuration], warm_start: Path | None) -> FitReport:
+        h = self.hyperparameters
+        t0 = time.perf_counter()
+        self._check_train(train, need_forces=h["force_weight"] > 0)
+
+        if warm_start is not None:
+            self._adopt(AnnPotential.load(warm_start), warm_start)
+            self._check_elements(train, "training")
+            feats = [self.features(c) for c in train]
+        else:
+            from ase.data import atomic_numbers
+
+            elements = sorted({s for c in train for s in c.species}, key=lambda e: atomic_numbers[e])
+            self.weights = species_weights(elements)
+            spec = self._spec(len(elements))
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(h["seed"])
+                self.model = AtomicNets(elements, spec.n_features, h["hidden_layers"], h["activation"])
+            feats = [self.features(c) for c in train]
+            self._set_normalisation(train, feats)
+        t_desc = time.perf_counter() - t0
+
+        data = _TrainingData(self.model, train, feats)
+        weight = float(h["force_weight"])
+        if weight > 0:
+            t1 = time.perf_counter()
+            data.add_forces(train, [self.jacobian(c) for c in train])
+            t_desc += time.perf_counter() - t1
+            loss_fn = lambda idx: data.energy_force_loss(idx, weight)  # noqa: E731
+        else:
+            loss_fn = data.energy_loss
+
+        all_idx = np.arange(len(train))
+        # the force term differentiates the nets, so it cannot run under no_grad
+        with torch.no_grad() if weight == 0 else contextlib.nullcontext():
+            initial = float(loss_fn(all_idx).detach())
+        history = self._optimise(loss_fn, len(train))
+        with torch.no_grad() if weight == 0 else contextlib.nullcontext():
+            final = float(loss_fn(all_idx).detach())
+        self.model.eval()
+        with torch.no_grad():
+            rmse_mev = float(data.energy_rmse()) * 1000.0
+        extra = {"train_force_rmse_eV_per_A": float(data.force_rmse().detach())} if weight > 0 else {}
+        return FitReport(
+            seconds=time.perf_counter() - t0,
+            n_train=len(train),
+            details={
+                "epochs": h["epochs"],
+                "optimizer": h["optimizer"],
+                "initial_loss": initial,
+                "final_loss": final,
+                "loss_history": history,
+                "train_energy_rmse_mev_per_atom": rmse_mev,
+                "descriptor_seconds": t_desc,
+                "elements": self.elements,
+                "n_features": self.model.n_features,
+                "warm_start": str(warm_start) if warm_start is not None else None,
+                **extra,
+            },
+        )
+
+    def _adopt(self, other: AnnPotential, where) -> None:
+        mine = {k: self.hyperparameters[k] for k in _STRUCTURAL}
+        theirs = {k: other.hyperparameters[k] for k in _STRUCTURAL}
+        diff = {k for k in _STRUCTURAL if mine[k] != theirs[k]}
+        if diff:
+            raise DrxError(
+                f"backend ann: warm start {where} was trained with "
+                + ", ".join(f"{k}={theirs[k]!r}" for k in sorted(diff))
+                + "; the new run asks for "
+                + ", ".join(f"{k}={mine[k]!r}" for k in sorted(diff))
+                + " (use the saved model's values to continue training it)"
+            )
+        self.model = other.model
+        self.weights = other.weights
+
+    def _set_normalisation(self, train: list[Configuration], feats: list[torch.Tensor]) -> None:
+        m = self.model
+        for k, e in enumerate(m.elements):
+            rows = torch.cat([f[[s == e for s in c.species]] for c, f in zip(train, feats)])
+            mean = rows.mean(0)
+            std = rows.std(0, unbiased=False) if len(rows) > 1 else torch.zeros_like(mean)
+            # constant features (e.g. an element seen once) carry no information: leave them unscaled
+            std = torch.where(std > 1e-8, std, torch.ones_like(std))
+            m.mean[k] = mean
+            m.std[k] = std
+        energies = np.array([c.energy for c in train], dtype=float)
+        shifts = fit_element_shifts([c.species for c in train], energies, m.elements)
+        m.shifts.copy_(torch.as_tensor(shifts, dtype=_DTYPE))
+        comp = composition_matrix([c.species for c in train], m.elements)
+        resid = (energies - comp @ shifts) / comp.sum(1)
+        spread = float(np.std(resid))
+        m.scale.fill_(spread if spread > 1e-6 else 1.0)
+
+    def _optimise(self, loss_fn, n_train: int) -> list[float]:
+        h = self.hyperparameters
+        params = list(self.model.parameters())
+        history: list[float] = []
+        if h["epochs"] == 0:
+            return history
+        self.model.train()
+        if h["optimizer"] == "lbfgs":
+            opt = torch.optim.LBFGS(
+                params,
+                lr=h["learning_rate"] or 1.0,
+                max_iter=1,  # one L-BFGS iteration per epoch, so epochs count as in aenet
+                # torch's default budget is 1.25 * max_iter evaluations, which with max_iter=1
+                # leaves the line search no evaluations at all and stalls it at step 0
+                max_eval=25,
+                history_size=50,
+                line_search_fn="strong_wolfe",
+                tolerance_grad=1e-12,
+                tolerance_change=1e-14,
+            )
+            all_idx = np.arange(n_train)
+
+            def closure():
+                opt.zero_grad()
+                loss = loss_fn(all_idx)
+                loss.backward()
+                return loss
+
+            for _ in range(h["epochs"]):
+                history.append(float(opt.step(closure).detach()))
+        else:
+            opt = torch.optim.Adam(params, lr=h["learning_rate"] or 1e-3)
+            rng = np.random.default_rng(h["seed"])
+            for _ in range(h["epochs"]):
+                order = rng.permutation(n_train)
+                total = 0.0
+                for s in range(0, n_train, h["batch_size"]):
+                    idx = order[s : s + h["batch_size"]]
+                    opt.zero_grad()
+                    loss = loss_fn(idx)
+                    loss.backward()
+                    opt.step()
+                    total += float(loss.detach()) * len(idx)
+                history.append(total / n_train)
+        return history
+
+    # ------------------------------------------------------------------ prediction
+
+    def _energy_forces(self, conf: Configuration, nb: Neighbours):
+        """Total energy (eV) and forces (eV/A) as tensors; chunked over central atoms.
+
+        E is a sum of atomic energies, so each chunk's gradient can be taken on its own and
+        the graph freed before the next (bounded memory for large cells).
+        """
+        m = self.model
+        pos = torch.as_tensor(conf.positions, dtype=_DTYPE).clone().requires_grad_(True)
+        cell = torch.as_tensor(conf.cell, dtype=_DTYPE)
+        w = self._weights_tensor(conf)
+        species_idx = np.array([m.elements.index(s) for s in conf.species])
+        n_of = torch.as_tensor(np.bincount(species_idx, minlength=len(m.elements)), dtype=_DTYPE)
+        energy = (n_of * m.shifts).sum()
+        grad = torch.zeros_like(pos)
+        for c0, c1 in chunks(nb):
+            g = descriptors(pos, cell, w, nb, self.spec, (c0, c1))
+            local = species_idx[c0:c1]
+            e_chunk = g.new_zeros(())
+            for k in np.unique(local):
+                e_chunk = e_chunk + m.atomic_residuals(int(k), g[local == k]).sum()
+            (dpos,) = torch.autograd.grad(e_chunk, pos)
+            grad = grad + dpos
+            energy = energy + e_chunk.detach()
+        return energy.detach(), -grad
+
+    def predict(self, configs: list[Configuration]) -> list[Prediction]:
+        if self.model is None:
+            raise DrxError("backend ann: the potential is not trained; call fit() or load() first")
+        self._check_elements(configs, "prediction")
+        self.model.eval()
+        out = []
+        with _torch_threads(self.hyperparameters["threads"]):
+            for c in configs:
+                energy, forces = self._energy_forces(c, self._neighbours(c))
+                out.append(Prediction(energy=float(energy.detach()), forces=forces.detach().numpy().copy()))
+        return out
+
+    def calculator(self):
+        """An ASE calculator (energy, forces) backed by this potential, e.g. for relaxations."""
+        if self.model is None:
+            raise DrxError("backend ann: the potential is not trained; call fit() or load() first")
+        return _AnnCalculator(self)
+
+    # ------------------------------------------------------------------ files
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        if self.model is None:
+            raise DrxError("backend ann: nothing to save, the potential is not trained")
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        m = self.model
+        with atomic_path(d / _WEIGHTS) as tmp:
+            torch.save(m.state_dict(), tmp)
+        meta = {
+            "backend": self.name,
+            "format": _FORMAT,
+            "hyperparameters": self.hyperparameters,
+            "elements": m.elements,
+            "species_weights": self.weights,
+            "n_features": m.n_features,
+            "normalisation": {
+                e: {"mean": m.mean[k].tolist(), "std": m.std[k].tolist()} for k, e in enumerate(m.elements)
+            },
+            "element_shifts_eV": {e: float(m.shifts[k]) for k, e in enumerate(m.elements)},
+            "energy_scale_eV_per_atom": float(m.scale),
+        }
+        atomic_write_text(d / _META, json.dumps(meta, indent=1) + "\n")
+        return d
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> AnnPotential:
+        d = Path(directory)
+        try:
+            meta = json.loads((d / _META).read_text())
+        except FileNotFoundError:
+            raise DrxError(f"{d}: no {_META}; not a folder written by the ann backend's save()") from None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise DrxError(f"{d / _META}: unreadable ({exc})") from None
+        if meta.get("backend") != cls.name or meta.get("format") != _FORMAT:
+            raise DrxError(f"{d / _META}: not an ann model of format {_FORMAT}")
+        pot = cls(**meta["hyperparameters"])
+        elements = meta["elements"]
+        pot.weights = {e: float(v) for e, v in meta["species_weights"].items()}
+        model = AtomicNets(elements, meta["n_features"], pot.hyperparameters["hidden_layers"], pot.hyperparameters["activation"])
+        try:
+            state = torch.load(d / _WEIGHTS, map_location="cpu", weights_only=True)
+            model.load_state_dict(state)
+        except FileNotFoundError:
+            raise DrxError(f"{d}: no {_WEIGHTS}") from None
+        except (RuntimeError, OSError) as exc:
+            raise DrxError(f"{d / _WEIGHTS}: does not match {_META} ({exc})") from None
+        pot.model = model
+        if pot.spec.n_features != model.n_features:
+            raise DrxError(f"{d / _META}: n_features {model.n_features} does not match the descriptor settings")
+        return pot
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class _TrainingData:
+    """Standardised descriptors of all training atoms, grouped per element, for energy epochs."""
+
+    def __init__(self, model: AtomicNets, train: list[Configuration], feats: list[torch.Tensor]):
+        self.model = model
+        self.n_struct = len(train)
+        self.n_atoms = torch.tensor([c.n_atoms for c in train], dtype=_DTYPE)
+        comp = torch.as_tensor(composition_matrix([c.species for c in train], model.elements), dtype=_DTYPE)
+        energies = torch.tensor([float(c.energy) for c in train], dtype=_DTYPE)
+        # the shifts are fixed during training, so the residual target is precomputed
+        self.target = energies - comp @ model.shifts
+        self.atom_start = np.concatenate([[0], np.cumsum([c.n_atoms for c in train])])
+        self.x, self.owner, self.atom = [], [], []
+        for k, e in enumerate(model.elements):
+            rows, owner, atom = [], [], []
+            for s, (c, f) in enumerate(zip(train, feats)):
+                mask = np.array([sp == e for sp in c.species])
+                if mask.any():
+                    rows.append(f[torch.as_tensor(mask)])
+                    owner.append(torch.full((int(mask.sum()),), s, dtype=torch.long))
+                    atom.append(torch.as_tensor(self.atom_start[s] + np.flatnonzero(mask)))
+            if rows:
+                self.x.append((torch.cat(rows) - model.mean[k]) / model.std[k])
+                self.owner.append(torch.cat(owner))
+                self.atom.append(torch.cat(atom))
+            else:
+                self.x.append(None)
+                self.owner.append(None)
+                self.atom.append(None)
+        self.jac: list[torch.Tensor] = []
+        self.forces: list[torch.Tensor] = []
+
+    def add_forces(self, train: list[Configuration], jacobians: list[torch.Tensor]) -> None:
+        # (N, N, F, 3) -> (3N, NF): forces become one matrix-vector product per structure,
+        # ~50x faster than the equivalent einsum (which copies and permutes every epoch)
+        self.jac = [j.permute(1, 3, 0, 2).reshape(3 * j.shape[1], -1).contiguous() for j in jacobians]
+        self.forces = [torch.as_tensor(c.forces, dtype=_DTYPE) for c in train]
+
+    def residuals(self, idx=None, with_gradient: bool = False):
+        """Predicted residual energy (eV) of every structure (or only of ``idx``, others 0).
+
+        ``with_gradient``: also dE_i/dG_i (eV per descriptor unit) of every atom (rows in
+        training order), kept differentiable with respect to the weights for force losses.
+        """
+        m = self.model
+        pred = torch.zeros(self.n_struct, dtype=_DTYPE)
+        dedg = torch.zeros(int(self.atom_start[-1]), m.n_features, dtype=_DTYPE) if with_gradient else None
+        sel = None
+        if idx is not None and len(idx) < self.n_struct:
+            sel = torch.zeros(self.n_struct, dtype=torch.bool)
+            sel[torch.as_tensor(idx)] = True
+        for k in range(len(m.elements)):
+            x, owner, atom = self.x[k], self.owner[k], self.atom[k]
+            if x is None:
+                continue
+            if sel is not None:
+                keep = sel[owner]
+                x, owner, atom = x[keep], owner[keep], atom[keep]
+                if not len(x):
+                    continue
+            if with_gradient:
+                x = x.detach().requires_grad_(True)
+            e = m.atomic_residuals_normalised(k, x)
+            pred = pred.index_add(0, owner, e)
+            if with_gradient:
+                (gx,) = torch.autograd.grad(e.sum(), x, create_graph=True)
+                dedg = dedg.index_add(0, atom, gx / m.std[k])
+        return (pred, dedg) if with_gradient else pred
+
+    def _forces(self, s: int, dedg: torch.Tensor) -> torch.Tensor:
+        a0, a1 = int(self.atom_start[s]), int(self.atom_start[s + 1])
+        return -(self.jac[s] @ dedg[a0:a1].reshape(-1)).reshape(-1, 3)
+
+    def energy_force_loss(self, idx, force_weight: float) -> torch.Tensor:
+        """Energy loss + force_weight * MSE(forces, (eV/A)^2), both over scale^2."""
+        idx_t = torch.as_tensor(idx)
+        pred, dedg = self.residuals(idx, with_gradient=True)
+        err = (pred[idx_t] - self.target[idx_t]) / self.n_atoms[idx_t] / self.model.scale
+        f_mse = torch.stack([((self._forces(int(s), dedg) - self.forces[int(s)]) ** 2).mean() for s in idx]).mean()
+        return (err**2).mean() + force_weight * f_mse / self.model.scale**2
+
+    def force_rmse(self) -> torch.Tensor:
+        with torch.enable_grad():
+            _, dedg = self.residuals(with_gradient=True)
+        sq = torch.cat([((self._forces(s, dedg) - self.forces[s]) ** 2).ravel() for s in range(self.n_struct)])
+        return torch.sqrt(sq.mean())
+
+    def energy_loss(self, idx) -> torch.Tensor:
+        idx_t = torch.as_tensor(idx)
+        pred = self.residuals(idx)
+        err = (pred[idx_t] - self.target[idx_t]) / self.n_atoms[idx_t] / self.model.scale
+        return (err**2).mean()
+
+    def energy_rmse(self) -> torch.Tensor:
+        err = (self.residuals() - self.target) / self.n_atoms
+        return torch.sqrt((err**2).mean())
+
+
+def _ann_calculator_class():
+    from ase.calculators.calculator import Calculator, all_changes
+
+    class AnnCalculator(Calculator):
+        implemented_properties = ["energy", "forces"]
+
+        def __init__(self, potential: AnnPotential, **kwargs):
+            super().__init__(**kwargs)
+            self.potential = potential
+
+        def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+            super().calculate(atoms, properties, system_changes)
+            conf = Configuration.from_atoms(self.atoms, id="ase")
+            (pred,) = self.potential.predict([conf])
+            self.results = {"energy": pred.energy, "free_energy": pred.energy, "forces": pred.forces}
+
+    return AnnCalculator
+
+
+def _AnnCalculator(potential: AnnPotential):
+    return _ann_calculator_class()(potential)
