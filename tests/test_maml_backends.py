@@ -1,0 +1,150 @@
+"""GAP, SNAP, qSNAP (and MTP's missing-binary path) through maml, on real DFT cells."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from drx_workflows.errors import DrxError
+from drx_workflows.mliap import base
+from drx_workflows.mliap import maml_common as mc
+from drx_workflows.mliap.data import read_xsf_dir, split_sane
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "drx_dft"
+
+REGISTRY = {
+    "gap": "drx_workflows.mliap.gap:GapPotential",
+    "snap": "drx_workflows.mliap.snap:SnapPotential",
+    "qsnap": "drx_workflows.mliap.snap:QSnapPotential",
+    "mtp": "drx_workflows.mliap.mtp:MtpPotential",
+}
+
+
+@pytest.fixture(autouse=True)
+def registered(monkeypatch):
+    for name, target in REGISTRY.items():
+        monkeypatch.setitem(base.BACKENDS, name, target)
+
+
+@pytest.fixture(scope="module")
+def cells():
+    """Ten 16-atom Li-Mn-Ni-O cells away from equilibrium (mean |F| > 0.1 eV/A, so the
+    force checks mean something): 8 to train on, 2 held out.  Their cells are not aligned
+    with the axes, so maml's rotation into LAMMPS' frame is exercised."""
+    if not DATA.exists():
+        pytest.fail(f"{DATA} is missing")
+    sane, _ = split_sane(read_xsf_dir(DATA))
+    small = [c for c in sane if c.n_atoms == 16 and set(c.species) == {"Li", "Mn", "Ni", "O"}
+             and np.abs(c.forces).mean() > 0.1][:10]
+    assert len(small) == 10
+    return small[:8], small[8:]
+
+
+def _check(potential, train, test, max_train_mev):
+    preds = potential.predict(train + test)
+    assert len(preds) == len(train + test)
+    for p, c in zip(preds, train + test):
+        assert np.isfinite(p.energy)
+        assert p.forces.shape == (c.n_atoms, 3)
+        assert np.all(np.isfinite(p.forces))
+    train_mae = np.mean([abs(p.energy - c.energy) / c.n_atoms for p, c in zip(preds, train)]) * 1000
+    assert train_mae < max_train_mev, f"training energy MAE {train_mae:.2f} meV/atom"
+    # Forces must come back in the input frame (maml rotates triclinic cells for LAMMPS):
+    # even a tiny model gets their direction roughly right on its own training data.
+    f_pred = np.concatenate([p.forces for p in preds[: len(train)]]).ravel()
+    f_ref = np.concatenate([c.forces for c in train]).ravel()
+    assert np.corrcoef(f_pred, f_ref)[0, 1] > 0.8
+    return preds
+
+
+def _roundtrip(potential, test, before, tmp_path):
+    folder = potential.save(tmp_path / "model")
+    assert (folder / "meta.json").is_file()
+    again = base.backend_class(potential.name).load(folder).predict(test)
+    for a, b in zip(before, again):
+        assert a.energy == pytest.approx(b.energy, abs=1e-6)
+        np.testing.assert_allclose(a.forces, b.forces, atol=1e-5)
+
+
+def test_defaults_are_the_studys():
+    gap = base.backend_class("gap")()
+    assert {k: gap.hyperparameters[k] for k in ("l_max", "n_max", "atom_sigma", "zeta", "cutoff", "delta",
+                                                  "n_sparse", "covariance_type", "sparse_method")} == {
+        "l_max": 6, "n_max": 6, "atom_sigma": 0.5, "zeta": 4, "cutoff": 5.0, "delta": 1.0, "n_sparse": 200,
+        "covariance_type": "dot_product", "sparse_method": "cur_points"}
+    for name in ("snap", "qsnap"):
+        hp = base.backend_class(name)().hyperparameters
+        assert (hp["radius"], hp["weight"], hp["rcutfac"], hp["twojmax"]) == (4.0, 1.0, 0.5, 6)
+    assert base.backend_class("qsnap")().hyperparameters["alpha"] > 0
+    mtp = base.backend_class("mtp")().hyperparameters
+    assert (mtp["max_dist"], mtp["radial_basis_size"], mtp["max_iter"], mtp["energy_weight"],
+            mtp["force_weight"]) == (5.0, 8, 500, 1.0, 0.01)
+    with pytest.raises(DrxError, match="unknown hyperparameter"):
+        base.backend_class("snap")(twojmx=4)
+
+
+def test_gap_fit_predict_roundtrip(cells, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    train, test = cells
+    pot = base.backend_class("gap")(n_sparse=30)
+    report = pot.fit(train)
+    assert report.n_train == len(train)
+    preds = _check(pot, train, test, max_train_mev=2.0)
+    _roundtrip(pot, test, preds[len(train):], tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # nothing left in the cwd
+
+
+def test_snap_fit_predict_roundtrip(cells, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    train, test = cells
+    # These cells share one composition and differ by ~43 meV/atom (mean absolute deviation)
+    # through cation ordering that linear SNAP barely resolves when 400 force rows outweigh
+    # 8 energy rows (~36 meV/atom at the default weights): weight the energies up.
+    pot = base.backend_class("snap")(energy_weight=1000.0)
+    pot.fit(train)
+    preds = _check(pot, train, test, max_train_mev=15.0)
+    _roundtrip(pot, test, preds[len(train):], tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+@pytest.mark.slow
+def test_qsnap_fit_predict_roundtrip(cells, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    train, test = cells
+    # twojmax 2 keeps the quadratic feature set (and LAMMPS dumps) small for a unit test.
+    pot = base.backend_class("qsnap")(twojmax=2, energy_weight=1000.0, alpha=1e-3)
+    pot.fit(train)
+    preds = _check(pot, train, test, max_train_mev=15.0)
+    _roundtrip(pot, test, preds[len(train):], tmp_path)
+
+
+def _hide_bundled_binaries(monkeypatch, tmp_path):
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    monkeypatch.setattr(mc, "package_dir", lambda package: None)
+
+
+@pytest.mark.parametrize("name, binary", [("gap", "gap_fit"), ("snap", "lmp"), ("qsnap", "lmp")])
+def test_missing_binary_is_a_clear_error(name, binary, cells, tmp_path, monkeypatch):
+    _hide_bundled_binaries(monkeypatch, tmp_path)
+    with pytest.raises(DrxError, match=f"executable '{binary}' not found on PATH"):
+        base.backend_class(name)().fit(cells[0])
+
+
+def test_bundled_binaries_are_found_without_the_venv_on_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    env = mc.require_binaries(("gap_fit", "quip", "lmp"), "test")
+    assert "LD_LIBRARY_PATH" in env
+
+
+def test_mtp_without_mlp_fails_first(cells, tmp_path, monkeypatch):
+    _hide_bundled_binaries(monkeypatch, tmp_path)
+    calls = []
+    monkeypatch.setattr(mc, "to_maml_inputs", lambda *a, **k: calls.append(a))
+    with pytest.raises(DrxError) as err:
+        base.backend_class("mtp")().fit(cells[0])
+    message = str(err.value)
+    assert "`mlp`" in message and "MLIP-2" in message and "PATH" in message
+    assert "\n" not in message
+    assert calls == []  # failed before converting (or doing) anything
