@@ -72,3 +72,11 @@ def test_bad_slice_definitions(definition, message):
 def test_too_few_structures_for_a_split():
     with pytest.raises(DrxError, match="cannot be split"):
         stratified_split([{"n_tm": 1}], lambda d: d["n_tm"])
+
+
+def test_split_keeps_unseen_elements_out_of_the_test_set():
+    items = [{"n_tm": 1, "el": ["Li", "Mn", "O"]} for _ in range(9)] + [{"n_tm": 1, "el": ["Li", "Sc", "O"]}]
+    for seed in range(10):
+        train, test = stratified_split(items, lambda d: d["n_tm"], 0.3, seed=seed, elements_of=lambda d: d["el"])
+        seen = {e for d in train for e in d["el"]}
+        assert all(set(d["el"]) <= seen for d in test) and test

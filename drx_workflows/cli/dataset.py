@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from drx_workflows.constants import TMS
 from drx_workflows.enumeration import EnumerationSettings, enumerate_drx
 from drx_workflows.enumeration.dataset import check_output_path, export_records, save_records
 from drx_workflows.errors import DrxError
-from drx_workflows.store import StoreConfig, open_store
+from drx_workflows.store import open_store
 
 
 def _int_list(value: str, option: str) -> tuple[int, ...]:
@@ -88,36 +87,27 @@ def enumerate_cmd(ctx, tms, n_tm, per_ntm, toc_per_ntm, max_cation_sites, ewald_
     run_enumeration(store, settings, out)
 
 
-# The demo's dataset: the study's first slice composition LiMn0.5Ni0.5O2, a few
-# 2- and 3-TM structures over all nine TMs, and some top-of-charge ones.
-DEMO_DATASETS = (
-    EnumerationSettings(tms=("Mn", "Ni"), n_tm=(2,), per_ntm=12, toc_per_ntm=3, max_cation_sites=8, seed=0),
-    EnumerationSettings(n_tm=(2, 3), per_ntm=5, toc_per_ntm=2, max_cation_sites=8, seed=0),
-)
-
-
 @click.command("demo")
 @click.option("--dir", "demo_dir", default="drx_demo", show_default=True, type=click.Path(file_okay=False))
 @click.option("--fresh", is_flag=True, help="Delete the demo folder and start over.")
-def demo_cmd(demo_dir, fresh):
-    """The whole pipeline on the embedded store in ./drx_demo (reruns reuse finished work).
+@click.option("--no-train", is_flag=True, help="Stop after the relaxations (no ML-IAP training, no report).")
+def demo_cmd(demo_dir, fresh, no_train):
+    """The whole pipeline on the embedded store in ./drx_demo, with the surrogate VASP engine.
 
-    Today: enumerate the demo dataset into the store and summarise it.
+    enumerate -> submit -> relax (surrogate engine under custodian) -> task documents ->
+    train an ANN potential on the finished slice -> report. Reruns reuse finished work.
     """
-    root = Path(demo_dir)
-    if fresh and root.exists():
-        shutil.rmtree(root)
-    config = StoreConfig.embedded(root / "store.json")
-    store = open_store(config)
-    click.echo(f"[1/1] enumerate the demo dataset into {config.describe()}")
-    total_new = 0
-    for settings in DEMO_DATASETS:
-        _, n_new = run_enumeration(store, settings)
-        total_new += n_new
-    n = store.structures.count_documents({})
-    click.echo(f"demo: {n} structures in the store ({total_new} new this run).")
-    click.echo(f"Inspect them: drx --store {config.path} info")
-    click.echo(f"FireWorks webgui on the same store: drx --store {config.path} lpad webgui")
+    from drx_workflows.demo import DemoSettings, run_demo
+
+    summary = run_demo(DemoSettings(root=Path(demo_dir), fresh=fresh, train=not no_train, echo=click.echo))
+    store = summary["root"] + "/store.json"
+    if "report" in summary:
+        click.echo(f"Report: {summary['report']} (and the PNGs beside it)")
+    click.echo(f"Inspect the store: drx --store {store} info   |   drx --store {store} status")
+    click.echo(
+        f"FireWorks webgui on the same store: drx --store {store} lpad webgui -s --port 5000, "
+        "then open http://localhost:5000 (one process at a time holds the embedded store)"
+    )
 
 
 COMMANDS = [enumerate_cmd, demo_cmd]

@@ -36,12 +36,13 @@ class Configuration:
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        self.positions = np.asarray(self.positions, dtype=float).reshape(-1, 3)
-        self.cell = np.asarray(self.cell, dtype=float).reshape(3, 3)
+        # copies: arrays from pymatgen (e.g. Lattice.matrix) are read-only, and backends may write
+        self.positions = np.array(self.positions, dtype=float).reshape(-1, 3)
+        self.cell = np.array(self.cell, dtype=float).reshape(3, 3)
         if len(self.species) != len(self.positions):
             raise DrxError(f"{self.id}: {len(self.species)} species for {len(self.positions)} positions")
         if self.forces is not None:
-            forces = np.asarray(self.forces, dtype=float)
+            forces = np.array(self.forces, dtype=float)
             if forces.shape != self.positions.shape:
                 raise DrxError(
                     f"{self.id}: forces have shape {forces.shape}, expected {self.positions.shape} (one row per atom)"

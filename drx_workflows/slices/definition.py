@@ -92,12 +92,14 @@ class SliceDefinition:
 
 
 def stratified_split(
-    items: list, n_tm_of, test_fraction: float = 0.1, seed: int = 0
+    items: list, n_tm_of, test_fraction: float = 0.1, seed: int = 0, elements_of=None
 ) -> tuple[list, list]:
     """Seeded train/test split keeping each n-TM's share of the test set.
 
     Every n-TM with at least two members puts at least one in the test set and keeps at
-    least one for training; too few items overall for a split is an error.
+    least one for training; too few items overall for a split is an error.  With
+    ``elements_of``, a test item holding an element no training item has moves to the
+    training set: no potential can predict an element it never saw.
     """
     if len(items) < 2:
         raise DrxError(f"{len(items)} structure(s) cannot be split into training and test sets (need at least 2)")
@@ -115,6 +117,14 @@ def stratified_split(
     if not test_idx:
         test_idx = [int(rng.integers(len(items)))]
     test_set = set(test_idx)
+    if elements_of is not None:
+        seen = {e for i, it in enumerate(items) if i not in test_set for e in elements_of(it)}
+        for i in sorted(test_set):
+            if not set(elements_of(items[i])) <= seen:
+                test_set.discard(i)
+                seen |= set(elements_of(items[i]))
+        if not test_set:
+            raise DrxError("no test structure left whose elements all occur in the training set")
     train = [it for i, it in enumerate(items) if i not in test_set]
     test = [it for i, it in enumerate(items) if i in test_set]
     return train, test

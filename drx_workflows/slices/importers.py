@@ -101,7 +101,9 @@ def import_slice(store, name: str, path, test_fraction: float = 0.1, seed: int =
     ids = [c.id for c in sane]
     if len(set(ids)) != len(ids):
         raise DrxError(f"{path}: configuration ids repeat; give each file a unique name")
-    train, test = stratified_split(sane, lambda c: c.n_tm, test_fraction=test_fraction, seed=seed)
+    train, test = stratified_split(
+        sane, lambda c: c.n_tm, test_fraction=test_fraction, seed=seed, elements_of=lambda c: c.species
+    )
     coll = store.collection(CONFIGURATIONS)
     coll.delete_many({"slice": name})
     docs = []

@@ -80,7 +80,7 @@ def prepare_fworker(store, fworker, fworker_path: Path, launch_dir: Path):
 
 
 def launch(store, fworker_path=None, nlaunches: int = 0, launch_dir=None, sleep_time: int | None = None,
-           timeout: int | None = None) -> int:
+           timeout: int | None = None, strm_lvl: str = "INFO") -> int:
     """``rapidfire`` on the store's LaunchPad in this process; returns the number of launches made."""
     from fireworks.core.rocket_launcher import rapidfire
 
@@ -91,7 +91,10 @@ def launch(store, fworker_path=None, nlaunches: int = 0, launch_dir=None, sleep_
     lp = store.launchpad()
     before = lp.launches.count_documents({})
     try:
-        rapidfire(lp, fworker, m_dir=str(launch_dir), nlaunches=nlaunches, sleep_time=sleep_time, timeout=timeout)
+        rapidfire(
+            lp, fworker, m_dir=str(launch_dir), nlaunches=nlaunches, sleep_time=sleep_time, timeout=timeout,
+            strm_lvl=strm_lvl,
+        )
     finally:
         store.save()
     return lp.launches.count_documents({}) - before

@@ -1,0 +1,55 @@
+"""The main job end to end on a tiny dataset: enumerate -> submit -> surrogate relaxations under
+custodian -> task documents -> ANN training -> report; a rerun recomputes nothing."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+    from drx_workflows.demo import DemoSettings, run_demo
+    from drx_workflows.enumeration import EnumerationSettings
+    tiny = (EnumerationSettings(tms=("Mn", "Ni"), n_tm=(2,), per_ntm=3, toc_per_ntm=1, max_cation_sites=4, seed=0),)
+    summary = run_demo(DemoSettings(root=Path(sys.argv[1]), datasets=tiny, extra_incar={"EDIFFG": -0.1},
+                                    ann={"hidden_layers": [5], "epochs": 30, "radial_order": 4, "angular_order": 2}))
+    print("SUMMARY " + json.dumps(summary))
+    """
+)
+
+
+def _run(root):
+    r = subprocess.run([sys.executable, "-c", SCRIPT, str(root)], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    line = [ln for ln in r.stdout.splitlines() if ln.startswith("SUMMARY ")][-1]
+    return r.stdout, json.loads(line[len("SUMMARY "):])
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_and_rerun_reuses_everything(tmp_path):
+    root = tmp_path / "demo"
+    out, summary = _run(root)
+    assert summary["structures"] == 4 and summary["tasks"] == 4 and summary["complete"]
+    assert "slice 'demo' complete: 4 task documents" in out
+
+    store = json.loads((root / "store.json").read_text())["drx"]
+    tasks = [doc for _, doc in store["tasks"]["documents"]]
+    assert len(tasks) == 4
+    assert all(t["surrogate"] is True and t["state"] == "successful" for t in tasks)
+    assert all(t["output"]["bandgap"] is None for t in tasks)  # the surrogate's placeholder band data is dropped
+    assert {t["drx_id"] for t in tasks} == {doc["drx_id"] for _, doc in store["structures"]["documents"]}
+    potentials = [doc for _, doc in store["potentials"]["documents"]]
+    assert len(potentials) == 1 and potentials[0]["backend"] == "ann" and potentials[0]["surrogate"] is True
+    report = (root / "report" / "report.md").read_text()
+    assert "surrogate" in report and "| ann | demo | total |" in report
+    assert (root / "report" / "per_ntm_mae.png").stat().st_size > 5000
+
+    out2, summary2 = _run(root)
+    assert "(0 new)" in out2 and "0 added, 4 already submitted" in out2 and "0 launches this run" in out2
+    assert "already trained" in out2
+    store2 = json.loads((root / "store.json").read_text())["drx"]
+    assert len(store2["tasks"]["documents"]) == 4 and len(store2["potentials"]["documents"]) == 1
