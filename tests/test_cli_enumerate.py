@@ -1,4 +1,4 @@
-"""`drx enumerate` / `drx demo` from the command line: results, summaries and one-line errors."""
+"""`drx enumerate` and friends from the command line: results, summaries and one-line errors."""
 
 import json
 
@@ -72,18 +72,6 @@ def test_every_subcommand_has_help(tmp_path):
             continue
         r = run_drx(name, "--help", cwd=tmp_path)
         assert r.returncode == 0 and "Usage:" in r.stdout, name
-
-
-def test_demo_reruns_reuse_and_fresh_starts_over(tmp_path):
-    r = run_drx("demo", cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
-    assert "new this run" in r.stdout
-    first = _stored(tmp_path / "drx_demo" / "store.json")
-    assert first > 20
-    again = run_drx("demo", cwd=tmp_path)
-    assert "(0 new this run)" in again.stdout
-    fresh = run_drx("demo", "--fresh", cwd=tmp_path)
-    assert f"({first} new this run)" in fresh.stdout
 
 
 def test_lpad_passthrough_on_the_embedded_store(tmp_path):

@@ -53,3 +53,17 @@ def test_demo_end_to_end_and_rerun_reuses_everything(tmp_path):
     assert "already trained" in out2
     store2 = json.loads((root / "store.json").read_text())["drx"]
     assert len(store2["tasks"]["documents"]) == 4 and len(store2["potentials"]["documents"]) == 1
+
+
+def test_fresh_starts_over(tmp_path):
+    root = tmp_path / "demo"
+    root.mkdir()
+    (root / "old-result.txt").write_text("from an earlier run")
+    code = (
+        "import sys; from pathlib import Path; from drx_workflows.demo import DemoSettings, run_demo; "
+        "print(run_demo(DemoSettings(root=Path(sys.argv[1]), fresh=True, datasets=(), train=False)))"
+    )
+    r = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert not (root / "old-result.txt").exists()
+    assert (root / "store.json").exists()
