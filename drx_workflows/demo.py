@@ -125,7 +125,12 @@ def _relax_with_progress(store, fworker: Path, launch_dir: Path, echo) -> int:
 
     from drx_workflows.vasp.launch import launch
 
-    logging.getLogger("atomate").setLevel(logging.ERROR)  # one line per structure is enough here
+    import fireworks.core.rocket as fw_rocket
+
+    # One line per structure is enough here; FireWorks' rocket and atomate's drone log each
+    # step at INFO (their logs still go to the launch folders).
+    logging.getLogger("atomate.vasp.drones").setLevel(logging.ERROR)
+    fw_rocket.ROCKET_STREAM_LOGLEVEL = "ERROR"
 
     lp = store.launchpad()
     todo = lp.fireworks.count_documents({"state": "READY"})
