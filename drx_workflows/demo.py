@@ -125,6 +125,7 @@ def _relax_with_progress(store, fworker: Path, launch_dir: Path, echo) -> int:
 
     from drx_workflows.vasp.launch import launch
 
+    import atomate.vasp.drones  # noqa: F401  (it sets its logger's level on import: import first)
     import fireworks.core.rocket as fw_rocket
 
     # One line per structure is enough here; FireWorks' rocket and atomate's drone log each
