@@ -70,3 +70,36 @@ def test_cli_import_and_bad_file_stops_before_the_store(tmp_path, shared_dir):
 def test_unknown_slice(fresh_store):
     with pytest.raises(DrxError, match="no slice named 'nope'"):
         load_slice(fresh_store, "nope")
+
+
+def test_cli_train_and_report_on_an_imported_slice(tmp_path, shared_dir):
+    """drx import -> drx train --json -> drx report, with the metrics recomputed independently."""
+    import json
+
+    from drx_workflows.mliap.data import read_xsf
+
+    src = tmp_path / "xsf"
+    src.mkdir()
+    files = sorted((shared_dir / "data" / "drx_dft").glob("*.xsf"))
+    picked = [f for f in files if read_xsf(f).n_atoms == 16 and {"Mn", "Ni"} >= set(read_xsf(f).species) - {"Li", "O"}][:20]
+    for f in picked:
+        (src / f.name).symlink_to(f)
+    store = tmp_path / "s.json"
+    assert run_drx("--store", store, "import", src, "--name", "mnni", "--test-fraction", "0.2", cwd=tmp_path).returncode == 0
+    r = run_drx(
+        "--store", store, "train", "--slice", "mnni", "--backend", "ann",
+        "--set", "epochs=20", "--set", "ann.radial_order=4", "--set", "ann.angular_order=2",
+        "--json", tmp_path / "m.json", cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    metrics = json.loads((tmp_path / "m.json").read_text())[0]
+    assert metrics["backend"] == "ann" and metrics["hyperparameters"]["epochs"] == 20
+    sane = [f for f in picked if f.stem not in {"13", "474", "2217", "2240"}]  # the README's unphysical ones
+    assert metrics["n_train"] + metrics["n_test"] == len(sane)
+    assert f"test MAE {metrics['test']['energy_mae']:.1f} meV/atom" in r.stdout
+    rep = run_drx("--store", store, "report", "--out", tmp_path / "rep", cwd=tmp_path)
+    assert rep.returncode == 0 and (tmp_path / "rep" / "report.md").exists()
+    bad = run_drx("--store", store, "train", "--slice", "mnni", "--backend", "ann,nope", cwd=tmp_path)
+    assert bad.returncode == 2 and "unknown backend 'nope'" in bad.stderr
+    bad = run_drx("--store", store, "train", "--slice", "mnni", "--set", "ann.nope=1", cwd=tmp_path)
+    assert bad.returncode == 2 and "unknown hyperparameter" in bad.stderr
