@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -171,14 +170,10 @@ class GapPotential(Potential):
     def save(self, directory: str | os.PathLike) -> Path:
         if self._gap is None:
             raise DrxError("backend gap: nothing to save, fit or load a model first")
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
-        with mc.maml_session((), self.name) as tmp:
-            self._gap.write_param(XML_NAME)
-            for f in tmp.iterdir():
-                shutil.copy2(f, out / f.name)
-        mc.write_meta(out, self.name, self.hyperparameters, self.elements, e0=self.e0, model=XML_NAME)
-        return out
+        return mc.save_model(
+            directory, self.name, lambda: self._gap.write_param(XML_NAME), self.hyperparameters, self.elements,
+            e0=self.e0, model=XML_NAME,
+        )
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> GapPotential:

@@ -238,6 +238,22 @@ def write_meta(directory: Path, backend: str, hyperparameters: dict, elements: l
     (directory / META_FILE).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
 
 
+def save_model(directory, backend: str, write_param, hyperparameters: dict, elements: list[str], **meta) -> Path:
+    """Model files of a maml potential plus meta.json, into ``directory``.
+
+    maml writes its parameter files into the working directory, so ``write_param`` runs
+    inside a scratch session and what it wrote is copied over.
+    """
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    with maml_session((), backend) as tmp:
+        write_param()
+        for f in tmp.iterdir():
+            shutil.copy2(f, out / f.name)
+    write_meta(out, backend, hyperparameters, elements, **meta)
+    return out
+
+
 def read_meta(directory: Path, backend: str) -> dict:
     path = Path(directory) / META_FILE
     try:

@@ -91,14 +91,10 @@ class MtpPotential(Potential):
     def save(self, directory: str | os.PathLike) -> Path:
         if self._mtp is None:
             raise DrxError("backend mtp: nothing to save, fit or load a model first")
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
-        with mc.maml_session((), self.name) as tmp:
-            self._mtp.write_param(fitted_mtp=MODEL_NAME)
-            for f in tmp.iterdir():
-                shutil.copy2(f, out / f.name)
-        mc.write_meta(out, self.name, self.hyperparameters, self.elements, model=MODEL_NAME)
-        return out
+        return mc.save_model(
+            directory, self.name, lambda: self._mtp.write_param(fitted_mtp=MODEL_NAME), self.hyperparameters,
+            self.elements, model=MODEL_NAME,
+        )
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> MtpPotential:

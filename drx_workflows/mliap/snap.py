@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import time
 from pathlib import Path
 
@@ -141,15 +140,11 @@ class SnapPotential(Potential):
     def save(self, directory: str | os.PathLike) -> Path:
         if self._snap is None:
             raise DrxError(f"backend {self.name}: nothing to save, fit or load a model first")
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
-        with mc.maml_session((), self.name) as tmp:
-            self._snap.write_param()  # the LAMMPS pair_style snap files
-            for f in tmp.iterdir():
-                shutil.copy2(f, out / f.name)
-        mc.write_meta(out, self.name, self.hyperparameters, self.elements,
-                      model=[f"{MODEL_NAME}.snapcoeff", f"{MODEL_NAME}.snapparam"])
-        return out
+        # write_param writes the LAMMPS pair_style snap files
+        return mc.save_model(
+            directory, self.name, self._snap.write_param, self.hyperparameters, self.elements,
+            model=[f"{MODEL_NAME}.snapcoeff", f"{MODEL_NAME}.snapparam"],
+        )
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> SnapPotential:
