@@ -108,18 +108,21 @@ def _rollback(launchpad, wfs) -> None:
         launchpad.workflows.delete_many({"nodes": {"$in": fw_ids}})
 
 
-def add_workflows(store, workflows, batch_size: int = DEFAULT_BATCH, progress: bool = True) -> SubmitResult:
+def add_workflows(
+    store, workflows, batch_size: int = DEFAULT_BATCH, progress: bool = True, submitted: set | None = None
+) -> SubmitResult:
     """Add workflows (keyed on the ``drx_id`` of their fireworks' spec), skipping submitted ones.
 
     Each batch goes in with ``LaunchPad.bulk_add_wfs``; a batch that fails is removed
-    again, earlier batches stay, and rerunning adds the rest.
+    again, earlier batches stay, and rerunning adds the rest.  ``submitted`` (the ids
+    already on the LaunchPad) saves a second scan when the caller has just read them.
     """
     from tqdm import tqdm
 
     t0 = time.perf_counter()
     lp = store.launchpad()
     result = SubmitResult(selected=len(workflows))
-    done = submitted_ids(lp)
+    done = submitted_ids(lp) if submitted is None else submitted
     todo, seen = [], set()
     for wf in workflows:
         key = wf.fws[0].spec.get("drx_id")
@@ -175,7 +178,7 @@ def submit_structures(
     if check:
         check_drx_structures(fresh)  # the whole set first: a bad structure stops everything
     wfs = build_workflows(fresh, slices=slices, check=False, **wf_kwargs)
-    result = add_workflows(store, wfs, batch_size=batch_size, progress=progress)
+    result = add_workflows(store, wfs, batch_size=batch_size, progress=progress, submitted=done)
     result.selected = len(docs)
     result.already_submitted += len(docs) - len(fresh)
     return result
