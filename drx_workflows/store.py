@@ -98,26 +98,32 @@ class StoreConfig:
         host = doc.get("host")
         if not host:
             raise DrxError(f"launchpad file {p}: field 'host' is missing (a hostname or a mongodb:// URI)")
+        return cls.from_mongodb_keys(doc, source=str(p))
+
+    @classmethod
+    def from_mongodb_keys(cls, doc: dict, source: str, name: str | None = None) -> StoreConfig:
+        """A MongoDB server from FireWorks-style keys (host may be a mongodb:// URI)."""
+        host = str(doc["host"])
         port = doc.get("port")
         if port is not None and not isinstance(port, int):
-            raise DrxError(f"launchpad file {p}: field 'port' must be an integer, got {port!r}")
-        uri_mode = bool(doc.get("uri_mode")) or str(host).startswith(("mongodb://", "mongodb+srv://"))
-        name = doc.get("name") or (None if uri_mode else DEFAULT_DB_NAME)
-        if name is None:
+            raise DrxError(f"{source}: field 'port' must be an integer, got {port!r}")
+        uri_mode = bool(doc.get("uri_mode")) or host.startswith(("mongodb://", "mongodb+srv://"))
+        name = name or doc.get("name")
+        if not name and uri_mode:
             from pymongo.uri_parser import parse_uri
 
-            name = parse_uri(host).get("database") or DEFAULT_DB_NAME
+            name = parse_uri(host).get("database")
         return cls(
             kind="mongodb",
-            host=str(host),
+            host=host,
             port=port,
-            name=name,
+            name=name or DEFAULT_DB_NAME,
             username=doc.get("username"),
             password=doc.get("password"),
             authsource=doc.get("authsource"),
             uri_mode=uri_mode,
             mongoclient_kwargs=dict(doc.get("mongoclient_kwargs") or {}),
-            source=str(p),
+            source=source,
         )
 
     @classmethod

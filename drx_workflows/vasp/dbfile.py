@@ -45,8 +45,9 @@ def db_config_from_dict(doc: dict, base: Path | None = None, source: str = "db.j
     if doc.get("mongomock_file"):
         mm = Path(os.path.expandvars(str(doc["mongomock_file"]))).expanduser()
         if not mm.is_absolute():
-            mm = Path(os.path.abspath(base / mm))
-        return StoreConfig(kind="embedded", path=mm, name=name, source=source)
+            mm = base / mm
+        # resolved like StoreConfig.embedded, so the same file compares equal however it is named
+        return StoreConfig(kind="embedded", path=mm.resolve(), name=name, source=source)
     if doc.get("launchpad_file"):
         lp = Path(os.path.expandvars(str(doc["launchpad_file"]))).expanduser()
         if not lp.is_absolute():
@@ -58,22 +59,10 @@ def db_config_from_dict(doc: dict, base: Path | None = None, source: str = "db.j
     collection = doc.get("collection", "tasks")
     if collection != "tasks":
         raise DrxError(f"{source}: task documents live in the 'tasks' collection, not {collection!r}")
-    port = doc.get("port")
-    if port is not None and not isinstance(port, int):
-        raise DrxError(f"{source}: 'port' must be an integer, got {port!r}")
-    uri_mode = str(host).startswith(("mongodb://", "mongodb+srv://"))
-    return StoreConfig(
-        kind="mongodb",
-        host=str(host),
-        port=port,
-        name=name,
-        username=doc.get("admin_user") or doc.get("username"),
-        password=doc.get("admin_password") or doc.get("password"),
-        authsource=doc.get("authsource"),
-        uri_mode=uri_mode,
-        mongoclient_kwargs=dict(doc.get("mongoclient_kwargs") or {}),
-        source=source,
-    )
+    # atomate's db.json names the credentials admin_user / admin_password
+    keys = {**doc, "username": doc.get("admin_user") or doc.get("username"),
+            "password": doc.get("admin_password") or doc.get("password")}
+    return StoreConfig.from_mongodb_keys(keys, source=source, name=name)
 
 
 def write_db_file(path: str | os.PathLike, config: StoreConfig) -> Path:
