@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Keep the SLURM queue filled with one-relaxation jobs (run on a login node, e.g. in tmux or cron).
 # Each queued job runs `rlaunch singleshot` (see rocket_launch in the qadapter) = one relaxation.
-# Needs a MongoDB launchpad: the embedded store cannot be shared between jobs (use `drx launch` there).
+# Needs a MongoDB launchpad: FireWorks' rlaunch/qlaunch cannot share the embedded store (on it use
+# `drx qlaunch`, see qlaunch_rapidfire_slurm_embedded.sh, or `drx launch`).
 set -euo pipefail
 
 REPO=/path/to/drx_workflows                 # CHANGE: checkout of this project
@@ -15,6 +16,8 @@ LOOP_SLEEP=300                              # seconds between queue checks
 
 source "$REPO/.venv/bin/activate"
 mkdir -p "$LAUNCH_DIR"
+# one-line errors naming the file and field for a missing/malformed config, before anything is queued
+drx check-config -q "$QADAPTER" -w "$FWORKER" -l "$LAUNCHPAD"
 # --nlaunches infinite keeps topping up the queue; use a number to stop after that many submissions.
 qlaunch -l "$LAUNCHPAD" -w "$FWORKER" -q "$QADAPTER" --launch_dir "$LAUNCH_DIR" \
     rapidfire --maxjobs_queue "$MAX_QUEUED" --nlaunches infinite --sleep "$LOOP_SLEEP"

@@ -88,13 +88,18 @@ def launch(store, fworker_path=None, nlaunches: int = 0, launch_dir=None, sleep_
     launch_dir = Path(launch_dir or os.getcwd()).absolute()
     launch_dir.mkdir(parents=True, exist_ok=True)
     fworker = prepare_fworker(store, fworker, fpath, launch_dir)
+    from drx_workflows.vasp.recovery import durable_launches
+
     lp = store.launchpad()
     before = lp.launches.count_documents({})
     try:
-        rapidfire(
-            lp, fworker, m_dir=str(launch_dir), nlaunches=nlaunches, sleep_time=sleep_time, timeout=timeout,
-            strm_lvl=strm_lvl,
-        )
+        # embedded store: saved at each checkout and after each rocket, so a killed
+        # launcher loses at most the firework it was running (see vasp/recovery.py)
+        with durable_launches(store, lp):
+            rapidfire(
+                lp, fworker, m_dir=str(launch_dir), nlaunches=nlaunches, sleep_time=sleep_time, timeout=timeout,
+                strm_lvl=strm_lvl,
+            )
     finally:
         store.save()
     return lp.launches.count_documents({}) - before

@@ -54,7 +54,23 @@ CONF
   mv "$CONF.tmp" "$CONF"
 }
 
-running() { pgrep -x "$1" >/dev/null; }
+pidfile() {
+  case "$1" in
+    slurmd) echo "$STATE/slurmd.pid" ;;
+    slurmctld) echo "$STATE/slurmctld.pid" ;;
+    munged) echo /run/munge/munged.pid ;;
+  esac
+}
+
+# The daemon's pid from its pid file, when that process is alive and is that daemon.
+daemon_pid() {
+  local f pid; f=$(pidfile "$1")
+  [ -s "$f" ] || return 1
+  pid=$(cat "$f")
+  [ -d "/proc/$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$1" ] && echo "$pid"
+}
+
+running() { daemon_pid "$1" >/dev/null || pgrep -x "$1" >/dev/null; }
 
 start() {
   install
@@ -80,9 +96,13 @@ stop() {
   # Jobs left running would come back as ghosts on the next start.
   if running slurmctld; then scancel --full --signal=KILL -u root >/dev/null 2>&1 || true; scancel -u root >/dev/null 2>&1 || true; fi
   # slurmd first: once munge is gone it ignores SIGTERM.
+  # Each daemon is stopped by the pid in its pid file (never by name: other users' daemons stay).
+  local pid
   for d in slurmd slurmctld munged; do
-    if running "$d"; then pkill -x "$d" || true; for _ in $(seq 1 50); do running "$d" || break; sleep 0.1; done; fi
-    running "$d" && pkill -9 -x "$d" || true
+    pid=$(daemon_pid "$d") || continue
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
+    [ -d "/proc/$pid" ] && kill -9 "$pid" 2>/dev/null || true
   done
   log "stopped"
 }
