@@ -59,28 +59,47 @@ def parse_overrides(pairs, backends) -> dict[str, dict]:
 @click.option("--test-slice", help="Evaluate on this slice's test split instead (transferability).")
 @click.option("--target", type=click.Choice(["total", "cohesive"]), default="total", show_default=True)
 @click.option("--set", "overrides", multiple=True, metavar="[BACKEND.]KEY=VALUE", help="Override a hyperparameter.")
+@click.option("--frames", type=click.Choice(["all", "final"]), default="all", show_default=True,
+              help="Slices of relaxed structures: every ionic step of each relaxation, or only its final structure.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the metrics as JSON here.")
+@click.option("--grid", "grid_file", type=click.Path(dir_okay=False),
+              help="Grid search instead: YAML/JSON backend -> hyperparameter -> [values]; one firework per point.")
+@click.option("--validation-fraction", type=float, default=0.2, show_default=True,
+              help="With --grid: share of the training split (per n-TM) that scores the points.")
+@click.option("--launch", "launch_now", is_flag=True,
+              help="With --grid: run the grid fireworks now in this process (else: drx launch, rlaunch or qlaunch).")
 @click.pass_context
-def train_cmd(ctx, slice_name, backends, test_slice, target, overrides, json_path):
-    """Train potentials on a slice, evaluate them, and store models and metrics."""
+def train_cmd(ctx, slice_name, backends, test_slice, target, overrides, frames, json_path, grid_file,
+              validation_fraction, launch_now):
+    """Train potentials on a slice, evaluate them, and store models and metrics.
+
+    With --grid, submit a hyperparameter grid search as parallel fireworks: each point trains
+    on the training split minus a validation split; the best point per backend is recorded
+    (`grid_searches`) and a final firework trains it on the whole training split.
+    """
     from drx_workflows.mliap.base import backend_class, parse_backends
+    from drx_workflows.mliap.tasks import slice_data
     from drx_workflows.mliap.training import store_result, train_and_evaluate
-    from drx_workflows.slices.importers import load_slice
-    from drx_workflows.store import open_store
 
     names = parse_backends(backends)
+    if grid_file:
+        _grid(ctx, slice_name, grid_file, names, target, frames, validation_fraction, launch_now, overrides, test_slice)
+        return
+    if launch_now:
+        raise DrxError("--launch goes with --grid")
     params = parse_overrides(overrides, names)
     for name in names:  # every hyperparameter checked before any training starts
         backend_class(name)(**params[name])
     store = open_store(ctx.obj["store_config"])
-    train, test = load_slice(store, slice_name)
+    data = slice_data(store, slice_name, frames=frames)
+    train, test = data.train, data.test
     if test_slice:
-        _, test = load_slice(store, test_slice)
+        test = slice_data(store, test_slice, frames=frames).test
     results = []
     for name in names:
-        click.echo(f"training {name} on {slice_name} ({len(train)} structures) ...")
+        click.echo(f"training {name} on {slice_name} ({data.n_train_structures} structures, {len(train)} configurations) ...")
         result = train_and_evaluate(name, train, test, slice_name, params[name], target)
-        doc = store_result(store, result, {"test_slice": test_slice or slice_name})
+        doc = store_result(store, result, {"test_slice": test_slice or slice_name, "frames": frames})
         m = result.test_metrics
         force = "" if m.force_mae is None else f", force MAE {m.force_mae:.3f} eV/A"
         click.echo(
@@ -93,6 +112,31 @@ def train_cmd(ctx, slice_name, backends, test_slice, target, overrides, json_pat
         results.append(doc)
     if json_path:
         atomic_write_text(json_path, json.dumps(results, indent=2, default=str))
+
+
+def _grid(ctx, slice_name, grid_file, names, target, frames, validation_fraction, launch_now, overrides, test_slice):
+    from pathlib import Path
+
+    from drx_workflows.mliap.flows import launch_ml_fireworks
+    from drx_workflows.mliap.grid import GRID_SEARCHES, load_grid, submit_grid
+
+    if overrides or test_slice:
+        raise DrxError("--grid takes its settings from the grid file (no --set, no --test-slice)")
+    grid = load_grid(grid_file, names)  # a bad file fails here, before the store is opened
+    store = open_store(ctx.obj["store_config"])
+    grid_id, n = submit_grid(store, slice_name, grid, target, frames, validation_fraction)
+    click.echo(f"grid search {grid_id}: {n} point fireworks + 1 selection firework added for slice {slice_name}")
+    if not launch_now:
+        click.echo("run them with `drx launch` (embedded store) or rlaunch/qlaunch (MongoDB)")
+        return
+    launch_ml_fireworks(store, Path("drx_grid") / grid_id)
+    search = store.collection(GRID_SEARCHES).find_one({"grid_id": grid_id}, {"_id": 0})
+    for backend, best in sorted((search or {}).get("best", {}).items()):
+        click.echo(
+            f"best {backend}: {best['hyperparameters']} (validation energy MAE {best['validation']['energy_mae']:.1f} meV/atom)"
+        )
+    for final in store.potentials.find({"grid_id": grid_id}, {"backend": 1, "test": 1}):
+        click.echo(f"final {final['backend']} with the best setting: test energy MAE {final['test']['energy_mae']:.1f} meV/atom")
 
 
 @click.command("report")

@@ -42,6 +42,7 @@ def _write_extxyz(configs: list[Configuration], path: Path) -> None:
 
 class MacePotential(Potential):
     name = "mace"
+    WARM_START = True
     DEFAULTS = {
         "r_max": 5.0,
         "num_channels": 32,

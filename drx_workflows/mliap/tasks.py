@@ -7,6 +7,8 @@ splits are made per structure (``drx_id``), never per frame.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from pymatgen.core import Structure
 
 from drx_workflows.errors import DrxError
@@ -47,3 +49,74 @@ def configurations_from_tasks(tasks, frames: str = "all") -> list[list[Configura
     """One list of frames per successful task, in task order."""
     groups = [frames_of_task(t, frames) for t in tasks if t.get("state", "successful") == "successful"]
     return [g for g in groups if g]
+
+
+def latest_tasks(store, drx_ids) -> dict[str, dict]:
+    """The newest successful relaxation task document of each structure (reruns leave older ones)."""
+    out: dict[str, dict] = {}
+    query = {"drx_id": {"$in": list(drx_ids)}, "state": "successful"}
+    for task in store.tasks.find(query, {"_id": 0, "drx_id": 1, "task_id": 1, "calcs_reversed": 1, "surrogate": 1,
+                                         "state": 1, "last_updated": 1}):
+        key = task["drx_id"]
+        if key not in out or _recency(task) > _recency(out[key]):
+            out[key] = task
+    return out
+
+
+def _recency(task: dict) -> tuple:
+    return str(task.get("last_updated", "")), task.get("task_id") or 0
+
+
+@dataclass
+class SliceData:
+    """Training and test configurations of one slice generation, and what was left out."""
+
+    train: list[Configuration]
+    test: list[Configuration]
+    n_train_structures: int
+    n_test_structures: int
+    missing: list[str] = field(default_factory=list)  # members without a successful task document
+    excluded: dict = field(default_factory=dict)  # configuration id -> why (unphysical)
+
+
+def slice_data(store, name: str, generation: int | None = None, frames: str = "all") -> SliceData:
+    """Configurations of a slice: imported ones, or the relaxation frames of its members' task documents.
+
+    Frames of one structure stay on its side of the split (the split is per structure).
+    """
+    from drx_workflows.mliap.data import split_sane
+    from drx_workflows.slices.importers import load_slice
+    from drx_workflows.slices.members import load_slice_state
+
+    doc = store.slices.find_one({"name": name}, {"kind": 1})
+    if doc is not None and doc.get("kind") == "imported":
+        train, test = load_slice(store, name)
+        return SliceData(train, test, len(train), len(test))
+    state = load_slice_state(store, name)
+    members, train_ids, test_ids = state.members_of(generation)
+    tasks = latest_tasks(store, members)
+    groups = {i: frames_of_task(tasks[i], frames) for i in members if i in tasks}
+    excluded: dict = {}
+    for i, group in list(groups.items()):
+        sane, bad = split_sane(group)
+        excluded.update(bad)
+        groups[i] = sane
+    train_s = [i for i in train_ids if groups.get(i)]
+    test_s = [i for i in test_ids if groups.get(i)]
+    if not train_s:
+        raise DrxError(f"slice {name!r}: none of its {len(train_ids)} training structures has a finished relaxation")
+    if not test_s:
+        raise DrxError(f"slice {name!r}: none of its {len(test_ids)} test structures has a finished relaxation")
+    return SliceData(
+        train=[c for i in train_s for c in groups[i]],
+        test=[c for i in test_s for c in groups[i]],
+        n_train_structures=len(train_s),
+        n_test_structures=len(test_s),
+        missing=sorted(set(members) - set(tasks)),
+        excluded=excluded,
+    )
+
+
+def structure_key(config: Configuration) -> str:
+    """The structure a configuration belongs to (a relaxation frame's drx_id, else its own id)."""
+    return str(config.meta.get("drx_id") or config.id)

@@ -49,21 +49,34 @@ def fizzled_errors(lp, fws: list[dict]) -> dict[int, str]:
     return out
 
 
+# A structure with several relaxation fireworks (one per slice workflow that needed it,
+# linked by vasp.dupefinder) counts once, in its most advanced state.
+_STATE_RANK = {s: i for i, s in enumerate(("DEFUSED", "FIZZLED", "PAUSED", "WAITING", "READY", "RESERVED", "RUNNING", "COMPLETED"))}
+
+
 def relax_status(store) -> dict:
-    """Counts of FireWorks states per slice, per n_tm and in total, and fizzled by error."""
+    """Counts of structures by relaxation state per slice, per n_tm and in total, and fizzled by error."""
     lp = store.launchpad()
     fws = _drx_fireworks(lp)
+    best: dict[str, dict] = {}
+    slices_of: dict[str, set] = defaultdict(set)
+    for fw in fws:
+        spec = fw.get("spec", {})
+        key = spec.get("drx_id")
+        slices_of[key].update(spec.get("slices") or ["(no slice)"])
+        rank = _STATE_RANK.get(fw.get("state"), -1)
+        if key not in best or rank > _STATE_RANK.get(best[key].get("state"), -1):
+            best[key] = fw
     by_slice: dict[str, Counter] = defaultdict(Counter)
     by_ntm: dict[str, Counter] = defaultdict(Counter)
     total: Counter = Counter()
-    for fw in fws:
-        spec = fw.get("spec", {})
+    for key, fw in best.items():
         state = fw.get("state", "UNKNOWN")
         total[state] += 1
-        by_ntm[str(spec.get("n_tm", "?"))][state] += 1
-        for s in spec.get("slices") or ["(no slice)"]:
+        by_ntm[str(fw.get("spec", {}).get("n_tm", "?"))][state] += 1
+        for s in slices_of[key]:
             by_slice[s][state] += 1
-    errors = fizzled_errors(lp, fws)
+    errors = fizzled_errors(lp, list(best.values()))
     return {
         "total": dict(total),
         "by_slice": {k: dict(v) for k, v in sorted(by_slice.items())},
@@ -89,17 +102,25 @@ def format_status(status: dict) -> str:
             lines.append(f"{name:<{width}}" + "".join(f"{counts.get(s, 0):>11}" for s in states))
 
     if not status["total"]:
-        return "no relaxation workflows submitted yet"
-    table("slice", status["by_slice"])
-    lines.append("")
-    table("n_tm", {f"n_tm={k}": v for k, v in status["by_n_tm"].items()})
-    lines.append("")
-    table("all", {"all": status["total"]})
+        lines.append("no relaxation workflows submitted yet")
+    else:
+        table("slice", status["by_slice"])
+        lines.append("")
+        table("n_tm", {f"n_tm={k}": v for k, v in status["by_n_tm"].items()})
+        lines.append("")
+        table("all", {"all": status["total"]})
     if status["fizzled_by_error"]:
         lines.append("")
         lines.append("fizzled by error:")
         for err, n in status["fizzled_by_error"].items():
             lines.append(f"  {n:>7}  {err}")
+    if status.get("training"):
+        lines.append("")
+        lines.append("training and grid-search fireworks:")
+        for row in status["training"]:
+            lines.append(f"  {row['fw_id']:>7}  {row['state']:<10} {row['name']}")
+            if row.get("error"):
+                lines.append(f"           {row['error']}")
     return "\n".join(lines)
 
 

@@ -88,7 +88,7 @@ def build_workflows(docs, slices=None, check: bool = True, **wf_kwargs) -> list:
 
 
 @contextlib.contextmanager
-def _quiet_bulk_add():
+def quiet_bulk_add():
     """bulk_add_wfs draws its own progress bar per call; one bar over all batches is enough."""
     import fireworks.core.launchpad as fw_lp
 
@@ -138,7 +138,7 @@ def add_workflows(
     batch_size = max(1, int(batch_size))
     bar = tqdm(total=len(todo), unit="wf", desc="submitting", disable=not progress or not todo)
     try:
-        with _quiet_bulk_add():
+        with quiet_bulk_add():
             for start in range(0, len(todo), batch_size):
                 batch = todo[start : start + batch_size]
                 try:

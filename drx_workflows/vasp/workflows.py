@@ -15,6 +15,7 @@ from fireworks import Firework, Workflow
 
 from drx_workflows.constants import ELEMENTS, TMS
 from drx_workflows.errors import DrxError
+from drx_workflows.vasp.dupefinder import DrxRelaxDupeFinder
 from drx_workflows.vasp.firetasks import DrxVaspToDb, RunVaspDrxCustodian, WriteDrxInputs
 from drx_workflows.vasp.sets import check_elements
 
@@ -256,6 +257,7 @@ def relax_workflow(
     }
     if category:
         spec["_category"] = category
+    spec["_dupefinder"] = DrxRelaxDupeFinder()
     name = f"{drx_id} {meta['formula']} relax"
     fw = Firework(
         [

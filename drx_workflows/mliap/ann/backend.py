@@ -50,6 +50,7 @@ _DTYPE = torch.float64  # finite-difference-exact forces and stable L-BFGS line 
 
 class AnnPotential(Potential):
     name = "ann"
+    WARM_START = True
     DEFAULTS = {
         "hidden_layers": [15, 15],
         "activation": "tanh",
