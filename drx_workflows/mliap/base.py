@@ -26,6 +26,7 @@ from drx_workflows.mliap.data import Configuration
 class Prediction:
     energy: float  # total energy of the cell, eV
     forces: np.ndarray  # (N, 3) eV/Angstrom
+    uncertainty: float | None = None  # eV/atom, from backends that estimate it (delta: ensemble spread)
 
 
 @dataclass
@@ -43,6 +44,8 @@ class Potential(ABC):
     name: ClassVar[str]
     # The reference study's hyperparameters; ``__init__`` merges user overrides into them.
     DEFAULTS: ClassVar[dict] = {}
+    # True when ``fit(..., warm_start=folder)`` continues from a saved model of the backend
+    WARM_START: ClassVar[bool] = False
 
     def __init__(self, **hyperparameters):
         unknown = set(hyperparameters) - set(self.DEFAULTS)
@@ -70,6 +73,12 @@ class Potential(ABC):
     def load(cls, directory: str | os.PathLike) -> Potential:
         """A trained potential from a folder written by :meth:`save`."""
 
+    def calculator(self):
+        """This potential as an ASE calculator (energy, forces, stress) for relaxations and MD."""
+        from drx_workflows.mliap.calculator import PotentialCalculator
+
+        return PotentialCalculator(self)
+
 
 # name -> "module:Class"; modules are imported only when their backend is asked for, so a
 # backend with heavy or missing dependencies costs nothing to the others.
@@ -80,6 +89,7 @@ BACKENDS: dict[str, str] = {
     "qsnap": "drx_workflows.mliap.snap:QSnapPotential",
     "mtp": "drx_workflows.mliap.mtp:MtpPotential",
     "mace": "drx_workflows.mliap.mace:MacePotential",
+    "delta": "drx_workflows.mliap.delta:DeltaPotential",
 }
 
 

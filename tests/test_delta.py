@@ -1,0 +1,220 @@
+"""delta backend: CHGNet + per-element shifts + residual heads on the real DRX DFT sample.
+
+Reference values are computed here independently: CHGNet through its own
+``predict_structure``, shifts with numpy least squares, forces and stress by finite
+differences of the potential's energy.
+"""
+
+import csv
+import shutil
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from conftest import SHARED, run_drx
+from drx_workflows.errors import DrxError
+from drx_workflows.mliap.base import backend_class
+from drx_workflows.mliap.data import read_xsf, read_xsf_dir, split_sane
+from drx_workflows.mliap.delta import ChgnetBase, DeltaPotential
+
+DATA = SHARED / "data" / "drx_dft"
+# small Li-Mn-Ni-O cells of the sample (16 atoms, and one 8-atom cell of another arrangement)
+TRAIN_IDS = ["37", "62", "90", "119", "146", "174", "205", "230", "254", "283", "550", "577"]
+TEST_IDS = ["313", "338", "369", "396"]
+FAST = {"ensemble": 3, "epochs": 300, "seed": 0}
+
+
+@pytest.fixture(scope="module")
+def train_set():
+    return [read_xsf(DATA / f"{i}.xsf") for i in TRAIN_IDS]
+
+
+@pytest.fixture(scope="module")
+def test_set():
+    return [read_xsf(DATA / f"{i}.xsf") for i in TEST_IDS]
+
+
+@pytest.fixture(scope="module")
+def chgnet_reference(train_set, test_set):
+    """CHGNet's total energies (eV) and forces through its own public API."""
+    from chgnet.model import CHGNet
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    model = CHGNet.load(verbose=False, use_device="cpu")
+    out = {}
+    for c in train_set + test_set:
+        p = model.predict_structure(AseAtomsAdaptor.get_structure(c.to_atoms()), task="ef")
+        out[c.id] = (float(p["e"]) * c.n_atoms, np.asarray(p["f"], dtype=float))
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(train_set):
+    pot = DeltaPotential(**FAST)
+    pot.report = pot.fit(train_set)
+    return pot
+
+
+def composition(configs, elements):
+    return np.array([[c.species.count(e) for e in elements] for c in configs], dtype=float)
+
+
+def test_registered_and_hyperparameters_checked():
+    assert backend_class("delta") is DeltaPotential
+    with pytest.raises(DrxError, match="unknown hyperparameter"):
+        DeltaPotential(learning_rate=1)
+    with pytest.raises(DrxError, match="unknown base"):
+        DeltaPotential(base="m3gnet")
+
+
+def test_shift_only_is_chgnet_plus_least_squares_shifts(train_set, test_set, chgnet_reference):
+    pot = DeltaPotential(residual="none")
+    pot.fit(train_set)
+    elements = sorted({s for c in train_set for s in c.species})
+    a = composition(train_set, elements)
+    b = np.array([c.energy - chgnet_reference[c.id][0] for c in train_set])
+    shifts = np.linalg.lstsq(a, b, rcond=None)[0]
+    expected = [chgnet_reference[c.id][0] + composition([c], elements)[0] @ shifts for c in test_set]
+    preds = pot.predict(test_set)
+    np.testing.assert_allclose([p.energy for p in preds], expected, atol=2e-3)
+    for c, p in zip(test_set, preds):
+        np.testing.assert_allclose(p.forces, chgnet_reference[c.id][1], atol=2e-3)
+        assert p.uncertainty is None  # no ensemble, no spread
+
+
+def test_heads_fit_the_residual_better_than_shifts(trained, train_set, chgnet_reference):
+    elements = trained.elements
+    a = composition(train_set, elements)
+    b = np.array([c.energy - chgnet_reference[c.id][0] for c in train_set])
+    shifts = np.linalg.lstsq(a, b, rcond=None)[0]
+    n = a.sum(1)
+    shift_mae = np.mean(np.abs(b - a @ shifts) / n)
+    e = np.array([p.energy for p in trained.predict(train_set)])
+    heads_mae = np.mean(np.abs(e - np.array([c.energy for c in train_set])) / n)
+    assert heads_mae < 0.7 * shift_mae
+
+
+def test_forces_and_stress_are_derivatives_of_the_energy(trained, test_set):
+    from drx_workflows.mliap.calculator import numerical_stress
+
+    c = test_set[0]
+    pred = trained.predict([c])[0]
+    h = 0.01  # energies are float32 (CHGNet): a larger step keeps rounding below 1e-3 eV/A
+    for atom, axis in ((0, 0), (5, 2), (11, 1)):
+        plus, minus = c.positions.copy(), c.positions.copy()
+        plus[atom, axis] += h
+        minus[atom, axis] -= h
+        e_p, e_m = (p.energy for p in trained.predict([replace(c, positions=plus), replace(c, positions=minus)]))
+        assert pred.forces[atom, axis] == pytest.approx(-(e_p - e_m) / (2 * h), abs=5e-3)
+    # float32 finite differences over strained cells: agreement to ~1 % (2e-4 eV/A^3 = 0.03 GPa) measured
+    np.testing.assert_allclose(trained.predict_stress(c), numerical_stress(trained, c, step=1e-3), atol=4e-4)
+
+
+def test_uncertainty_is_the_ensemble_spread(trained, test_set):
+    import torch
+
+    preds = trained.predict(test_set)
+    base = trained.base.evaluate(test_set)
+    feats = torch.tensor(np.stack([r["feature"] for r in base]), dtype=torch.float32)
+    with torch.no_grad():
+        members = trained.heads.module(feats, trained.heads.fractions([c.species for c in test_set])).numpy()
+    assert members.shape == (len(test_set), FAST["ensemble"])
+    np.testing.assert_allclose([p.uncertainty for p in preds], members.std(1), rtol=1e-3, atol=1e-7)
+    assert all(p.uncertainty > 0 for p in preds)
+
+
+def test_save_load_roundtrip(trained, test_set, tmp_path):
+    folder = trained.save(tmp_path / "m")
+    again = DeltaPotential.load(folder)
+    assert again.hyperparameters == trained.hyperparameters
+    for p, q in zip(trained.predict(test_set), again.predict(test_set)):
+        assert q.energy == pytest.approx(p.energy, abs=1e-6)
+        np.testing.assert_allclose(q.forces, p.forces, atol=1e-6)
+        assert q.uncertainty == pytest.approx(p.uncertainty, rel=1e-6)
+
+
+def test_ase_calculator_relaxes(trained, test_set):
+    from ase.optimize import BFGS
+
+    atoms = test_set[0].to_atoms()
+    atoms.rattle(0.05, seed=1)
+    atoms.calc = trained.calculator()
+    e0 = atoms.get_potential_energy()
+    np.testing.assert_allclose(atoms.get_forces(), trained.predict([test_set[0].from_atoms(atoms, "x")])[0].forces, atol=1e-6)
+    BFGS(atoms, logfile=None).run(fmax=0.05, steps=40)
+    assert atoms.get_potential_energy() < e0
+    assert atoms.get_stress().shape == (6,)
+
+
+def test_bad_input_fails_before_the_base_runs(train_set, monkeypatch):
+    def no_base(*_a, **_k):
+        raise AssertionError("the base model must not see bad input")
+
+    monkeypatch.setattr(ChgnetBase, "evaluate", no_base)
+    collapsed = read_xsf(DATA / "474.xsf")  # 1.40 A^3/atom in the published data
+    with pytest.raises(DrxError, match=r"474 is unphysical \(volume"):
+        DeltaPotential(**FAST).fit(train_set + [collapsed])
+    close = read_xsf(DATA / "13.xsf")  # atoms 0.77 A apart
+    with pytest.raises(DrxError, match=r"13 is unphysical \(atoms"):
+        DeltaPotential(**FAST).fit([close] + train_set)
+    with pytest.raises(DrxError, match="2 training structure.*4 elements"):
+        DeltaPotential(**FAST).fit(train_set[:2])
+    alien = replace(train_set[0], species=["Am"] + train_set[0].species[1:])
+    with pytest.raises(DrxError, match="Am not covered by base chgnet"):
+        DeltaPotential(**FAST).fit(train_set + [alien])
+    with pytest.raises(DrxError, match="not trained"):
+        DeltaPotential().predict(train_set[:1])
+
+
+def test_unseen_element_refused_at_prediction(trained):
+    other = next(c for c in split_sane(read_xsf_dir(DATA))[0] if "Fe" in c.species)
+    with pytest.raises(DrxError, match="Fe.*not in the training data"):
+        trained.predict([other])
+
+
+def test_cli_train_then_rank_by_uncertainty(tmp_path):
+    """drx import -> drx train --backend delta -> drx enumerate -> drx rank --out csv."""
+    from drx_workflows.enumeration.records import structure_from_doc
+    from drx_workflows.mliap.data import Configuration
+    from drx_workflows.mliap.training import load_potential
+    from drx_workflows.store import StoreConfig, open_store
+
+    data = tmp_path / "xsf"
+    data.mkdir()
+    for i in TRAIN_IDS + TEST_IDS + ["474"]:  # 474 is unphysical: import leaves it out
+        shutil.copy(DATA / f"{i}.xsf", data / f"{i}.xsf")
+    store = tmp_path / "store.json"
+    r = run_drx("--store", store, "import", data, "--name", "mn_ni", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "474" in r.stdout
+    r = run_drx("--store", store, "train", "--slice", "mn_ni", "--backend", "delta",
+                "--set", "delta.epochs=200", "--set", "delta.ensemble=4", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "delta: train MAE" in r.stdout
+    r = run_drx("--store", store, "enumerate", "--tms", "Mn,Ni", "--n-tm", "1-2", "--per-ntm", "3",
+                "--toc-per-ntm", "0", "--max-cation-sites", "8", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = run_drx("--store", store, "rank", "--slice", "mn_ni", "--out", "ranked.csv", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader((tmp_path / "ranked.csv").open()))
+    assert rows
+    unc = [float(row["uncertainty_mev_atom"]) for row in rows]
+    assert unc == sorted(unc, reverse=True) and [int(row["rank"]) for row in rows] == list(range(1, len(rows) + 1))
+
+    # the stored potential, reloaded here, gives the same uncertainty for the top structure
+    st = open_store(StoreConfig.embedded(store))
+    try:
+        doc = st.potentials.find_one({"backend": "delta", "slice": "mn_ni"})
+        pot = load_potential(st, doc, tmp_path / "model")
+        sdoc = st.structures.find_one({"drx_id": rows[0]["drx_id"]})
+        s = structure_from_doc(sdoc)
+        conf = Configuration("x", [site.specie.symbol for site in s], s.cart_coords, s.lattice.matrix)
+        assert pot.predict([conf])[0].uncertainty * 1000 == pytest.approx(unc[0], abs=1e-3)
+    finally:
+        st.close()
+
+    bad = run_drx("--store", store, "rank", "--slice", "nope", cwd=tmp_path)
+    assert bad.returncode == 2 and "no delta potential trained on slice 'nope'" in bad.stderr
+    bad = run_drx("--store", store, "rank", "--slice", "mn_ni", "--out", "r.txt", cwd=tmp_path)
+    assert bad.returncode == 2 and ".json or .csv" in bad.stderr
