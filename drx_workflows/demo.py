@@ -1,8 +1,9 @@
 """The main job on the embedded default: the whole chain on a laptop, no VASP licence, no server.
 
-enumerate -> submit relaxation workflows -> run them in this process with the surrogate
-VASP engine under custodian -> task documents in the store -> train a potential on the
-finished slice -> report folder.  Every step reuses what is already done, so a rerun
+enumerate -> a slice workflow: one relaxation per structure and a training firework whose
+parents are all of them -> run it in this process with the surrogate VASP engine under
+custodian -> task documents in the store -> the training firework starts by itself when
+the last relaxation finishes -> report folder.  Every step reuses what is already done, so a rerun
 recomputes and duplicates nothing; ``fresh=True`` starts over.
 """
 
@@ -71,7 +72,11 @@ def write_demo_fworker(root: Path, store) -> Path:
 def run_demo(settings: DemoSettings) -> dict:
     from drx_workflows.enumeration import enumerate_drx
     from drx_workflows.enumeration.dataset import save_records
+    from drx_workflows.mliap.flows import TrainingRequest, submit_slice
+    from drx_workflows.slices.definition import SliceDefinition
+    from drx_workflows.slices.members import define_slice
     from drx_workflows.vasp import submit as sub
+    from drx_workflows.vasp.references import submit_references
     from drx_workflows.vasp.status import relax_status
 
     echo = settings.echo
@@ -90,15 +95,26 @@ def run_demo(settings: DemoSettings) -> dict:
     n_structures = store.structures.count_documents({})
     echo(f"      {n_structures} structures ({new} new)")
 
-    echo(f"[2/{steps}] submit one relaxation workflow per structure (slice '{DEMO_SLICE}')")
-    docs = list(store.structures.find({}, {"_id": 0}))
     incar = dict(settings.extra_incar)
-    submitted = sub.submit_structures(
-        store, docs, slices=[DEMO_SLICE], progress=False, user_incar_settings=incar or None
-    )
-    echo(f"      {submitted.added} added, {submitted.already_submitted} already submitted")
+    wf_kwargs = {"user_incar_settings": incar or None}
+    if settings.train:
+        echo(f"[2/{steps}] slice '{DEMO_SLICE}': its relaxations and an {DEMO_BACKEND} training firework that waits for them")
+        define_slice(store, SliceDefinition(DEMO_SLICE, kind="all", test_fraction=0.2, seed=0))
+        request = TrainingRequest([DEMO_BACKEND], {DEMO_BACKEND: dict(settings.ann)})
+        submitted = submit_slice(store, DEMO_SLICE, request, **wf_kwargs)
+        added, already = submitted.relaxations_added, submitted.finished + submitted.linked
+        training = "training firework added" if submitted.training_added else "training firework already there"
+        echo(f"      {added} added, {already} already submitted; {training}")
+    else:
+        echo(f"[2/{steps}] submit one relaxation workflow per structure (slice '{DEMO_SLICE}')")
+        docs = list(store.structures.find({}, {"_id": 0}))
+        submitted = sub.submit_structures(store, docs, slices=[DEMO_SLICE], progress=False, **wf_kwargs)
+        echo(f"      {submitted.added} added, {submitted.already_submitted} already submitted")
+    refs = submit_references(store, user_incar_settings=incar or None)
+    echo(f"      bcc Li voltage reference: {refs.added} added, {refs.already_submitted} already submitted")
 
-    echo(f"[3/{steps}] relax them with the surrogate VASP engine (CHGNet) under custodian")
+    echo(f"[3/{steps}] relax them with the surrogate VASP engine (CHGNet) under custodian"
+         + ("; the training firework starts by itself when the last one finishes" if settings.train else ""))
     fworker = write_demo_fworker(root, store)
     n_launches = _relax_with_progress(store, fworker, root / "launches", echo)
     status = relax_status(store)
@@ -112,8 +128,8 @@ def run_demo(settings: DemoSettings) -> dict:
         + f": {n_tasks} task documents for {n_structures} structures (surrogate: true)"
     )
     summary = {"structures": n_structures, "tasks": n_tasks, "complete": complete, "root": str(root)}
-    if settings.train and complete:
-        summary["report"] = str(_train_and_report(store, root, steps, echo, settings.ann))
+    if settings.train:
+        summary["report"] = str(_report(store, root, steps, echo))
     store.save()
     return summary
 
@@ -123,6 +139,7 @@ def _relax_with_progress(store, fworker: Path, launch_dir: Path, echo) -> int:
     import logging
     import warnings
 
+    from drx_workflows.mliap.flows import TRAIN_KIND
     from drx_workflows.vasp.launch import launch
 
     import atomate.vasp.drones  # noqa: F401  (it sets its logger's level on import: import first)
@@ -134,8 +151,8 @@ def _relax_with_progress(store, fworker: Path, launch_dir: Path, echo) -> int:
     fw_rocket.ROCKET_STREAM_LOGLEVEL = "ERROR"
 
     lp = store.launchpad()
-    todo = lp.fireworks.count_documents({"state": "READY"})
-    done = 0
+    todo = lp.fireworks.count_documents({"state": "READY", "spec.drx_workflow": {"$ne": TRAIN_KIND}})
+    done = relaxed = 0
     with warnings.catch_warnings():
         # pymatgen warns on every parse that POTCAR.spec has no POTCAR to check against
         warnings.filterwarnings("ignore", message=".*POTCAR.*")
@@ -145,36 +162,41 @@ def _relax_with_progress(store, fworker: Path, launch_dir: Path, echo) -> int:
                 break  # READY fireworks this worker may not run (another category)
             done += made
             last = lp.fireworks.find_one({"state": {"$in": ["COMPLETED", "FIZZLED"]}}, sort=[("updated_on", -1)])
-            task = store.tasks.find_one({"drx_id": last["spec"].get("drx_id")}) if last else None
+            if last is None:
+                continue
+            if last["spec"].get("drx_workflow") == TRAIN_KIND:
+                echo(f"      training firework '{last['name']}' started by itself: {last['state']}")
+                continue
+            relaxed += 1
+            task = store.tasks.find_one({"drx_id": last["spec"].get("drx_id")})
             fixes = f", {task.get('n_custodian_corrections', 0)} custodian corrections" if task else ""
-            echo(f"      relaxed {done}/{todo}: {last['name'] if last else '?'} {last['state'] if last else ''}{fixes}")
+            echo(f"      relaxed {relaxed}/{todo}: {last['name']} {last['state']}{fixes}")
     return done
 
 
-def _train_and_report(store, root: Path, steps: int, echo, ann: dict) -> Path:
+def _report(store, root: Path, steps: int, echo) -> Path:
     from drx_workflows.analysis.report import write_report
-    from drx_workflows.mliap.tasks import configurations_from_tasks
-    from drx_workflows.mliap.training import store_result, train_and_evaluate
-    from drx_workflows.slices import stratified_split
 
-    existing = store.potentials.find_one({"slice": DEMO_SLICE, "backend": DEMO_BACKEND})
-    if existing is None:
-        groups = configurations_from_tasks(store.tasks.find({"slices": DEMO_SLICE}))
-        # split by structure: frames of one relaxation are too alike to sit on both sides
-        train_g, test_g = stratified_split(
-            groups, lambda g: g[0].n_tm, test_fraction=0.2, seed=0, elements_of=lambda g: g[0].species
-        )
-        train, test = [c for g in train_g for c in g], [c for g in test_g for c in g]
-        echo(
-            f"[5/{steps}] train {DEMO_BACKEND} on {len(train)} relaxation frames of {len(train_g)} structures, "
-            f"test on {len(test)} frames of {len(test_g)}"
-        )
-        result = train_and_evaluate(DEMO_BACKEND, train, test, DEMO_SLICE, ann)
-        store_result(store, result, {"surrogate": True})
-        echo(
-            f"      test energy MAE {result.test_metrics.energy_mae:.1f} meV/atom, "
-            f"trained in {result.train_seconds:.0f} s (reference: surrogate engine, not DFT)"
-        )
+    doc = store.potentials.find_one({"slice": DEMO_SLICE, "backend": DEMO_BACKEND}, sort=[("generation", -1)])
+    if doc is None:
+        echo(f"[5/{steps}] {DEMO_BACKEND} on '{DEMO_SLICE}' was not trained (see `drx status`); report without it")
     else:
-        echo(f"[5/{steps}] {DEMO_BACKEND} on '{DEMO_SLICE}' is already trained")
+        echo(
+            f"[5/{steps}] {DEMO_BACKEND} trained on '{DEMO_SLICE}' by its firework: {doc['n_train']} relaxation frames of "
+            f"{doc.get('n_train_structures', '?')} structures, test energy MAE {doc['test']['energy_mae']:.1f} meV/atom "
+            f"against the surrogate engine's own energies (trained in {doc['train_seconds']:.0f} s)"
+        )
+        _voltages(store, echo)
     return write_report(store, root / "report")
+
+
+# The study's first slice composition: the one whose voltage the demo's potential recomputes
+# (potential relaxations are the slow part; every composition gets the engine's voltage).
+DEMO_VOLTAGE_POTENTIAL = ("Mn0.5Ni0.5",)
+
+
+def _voltages(store, echo) -> None:
+    from drx_workflows.analysis.voltage import demo_voltages
+
+    echo("      average Li-intercalation voltages (surrogate engine, NOT DFT):")
+    demo_voltages(store, echo, max_per_state=1, potential_keys=DEMO_VOLTAGE_POTENTIAL)

@@ -35,24 +35,28 @@ def test_demo_end_to_end_and_rerun_reuses_everything(tmp_path):
     out, summary = _run(root)
     assert summary["structures"] == 4 and summary["tasks"] == 4 and summary["complete"]
     assert "slice 'demo' complete: 4 task documents" in out
+    assert "training firework 'train ann on demo generation 1' started by itself: COMPLETED" in out
 
     store = json.loads((root / "store.json").read_text())["drx"]
     tasks = [doc for _, doc in store["tasks"]["documents"]]
-    assert len(tasks) == 4
+    assert len(tasks) == 5  # four structures and the bcc Li voltage reference
     assert all(t["surrogate"] is True and t["state"] == "successful" for t in tasks)
     assert all(t["output"]["bandgap"] is None for t in tasks)  # the surrogate's placeholder band data is dropped
-    assert {t["drx_id"] for t in tasks} == {doc["drx_id"] for _, doc in store["structures"]["documents"]}
+    structures = {doc["drx_id"] for _, doc in store["structures"]["documents"]}
+    assert {t["drx_id"] for t in tasks} == structures | {"ref-Li-bcc"}
+    assert "average Li-intercalation voltages (surrogate engine, NOT DFT)" in out
     potentials = [doc for _, doc in store["potentials"]["documents"]]
     assert len(potentials) == 1 and potentials[0]["backend"] == "ann" and potentials[0]["surrogate"] is True
+    assert potentials[0]["generation"] == 1 and potentials[0]["trained_by"] == "firework"
     report = (root / "report" / "report.md").read_text()
     assert "surrogate" in report and "| ann | demo | total |" in report
     assert (root / "report" / "per_ntm_mae.png").stat().st_size > 5000
 
     out2, summary2 = _run(root)
-    assert "(0 new)" in out2 and "0 added, 4 already submitted" in out2 and "0 launches this run" in out2
-    assert "already trained" in out2
+    assert "(0 new)" in out2 and "0 added, 4 already submitted" in out2 and "reference: 0 added, 1 already" in out2 and "0 launches this run" in out2
+    assert "training firework already there" in out2
     store2 = json.loads((root / "store.json").read_text())["drx"]
-    assert len(store2["tasks"]["documents"]) == 4 and len(store2["potentials"]["documents"]) == 1
+    assert len(store2["tasks"]["documents"]) == 5 and len(store2["potentials"]["documents"]) == 1
 
 
 def test_fresh_starts_over(tmp_path):

@@ -13,6 +13,16 @@ def _fmt(x, digits=1):
     return "–" if x is None else f"{x:.{digits}f}"
 
 
+def slice_label(doc: dict) -> str:
+    """The slice a potential was trained on; a grown slice's later generations and grid winners say so."""
+    label = doc["slice"]
+    if (doc.get("generation") or 1) > 1:
+        label += f" (gen {doc['generation']})"
+    if doc.get("grid_id"):
+        label += " (grid best)"
+    return label
+
+
 def comparison_table(docs: list[dict]) -> str:
     head = (
         "| backend | slice | target | n train | n test | train E MAE (meV/atom) | test E MAE (meV/atom) "
@@ -21,7 +31,7 @@ def comparison_table(docs: list[dict]) -> str:
     rows = [head, "|" + "---|" * 11]
     for d in sorted(docs, key=lambda d: (d["slice"], d["n_train"], d["test"]["energy_mae"])):
         rows.append(
-            f"| {d['backend']} | {d['slice']} | {d['target']} | {d['n_train']} | {d['n_test']} "
+            f"| {d['backend']} | {slice_label(d)} | {d['target']} | {d['n_train']} | {d['n_test']} "
             f"| {_fmt(d['train']['energy_mae'])} | {_fmt(d['test']['energy_mae'])} | {_fmt(d['test']['energy_rmse'])} "
             f"| {_fmt(d['test']['energy_range_normalized_mae'], 4)} | {_fmt(d['test']['force_mae'], 3)} "
             f"| {_fmt(d['train_seconds'])} |"
@@ -34,7 +44,7 @@ def per_ntm_table(docs: list[dict]) -> str:
     rows = ["| backend | slice | " + " | ".join(f"{n}-TM" for n in ntms) + " |", "|" + "---|" * (len(ntms) + 2)]
     for d in docs:
         per = d["test"]["energy_mae_per_ntm"]
-        rows.append(f"| {d['backend']} | {d['slice']} | " + " | ".join(_fmt(per.get(str(n))) for n in ntms) + " |")
+        rows.append(f"| {d['backend']} | {slice_label(d)} | " + " | ".join(_fmt(per.get(str(n))) for n in ntms) + " |")
     return "\n".join(rows)
 
 
@@ -62,7 +72,7 @@ def parity_plot(doc: dict, path: Path) -> Path:
         ax.set_xlabel(f"reference {unit}")
         ax.set_ylabel(f"predicted {unit}")
         ax.legend()
-    title = f"{doc['backend']} on {doc['slice']} ({doc['target']}): test MAE {doc['test']['energy_mae']:.1f} meV/atom"
+    title = f"{doc['backend']} on {slice_label(doc)} ({doc['target']}): test MAE {doc['test']['energy_mae']:.1f} meV/atom"
     if doc.get("surrogate"):
         title += " [surrogate reference, not DFT]"
     fig.suptitle(title, fontsize=10)
@@ -84,7 +94,7 @@ def per_ntm_plot(docs: list[dict], path: Path) -> Path:
     for i, d in enumerate(docs):
         per = d["test"]["energy_mae_per_ntm"]
         ax.bar(np.arange(len(ntms)) + i * width, [per.get(str(n), 0) for n in ntms], width,
-               label=f"{d['backend']} ({d['slice']})")
+               label=f"{d['backend']} ({slice_label(d)})")
     ax.set_xticks(np.arange(len(ntms)) + width * (len(docs) - 1) / 2, [str(n) for n in ntms])
     ax.set_xlabel("number of TM species")
     ax.set_ylabel("test energy MAE (meV/atom)")
@@ -115,9 +125,14 @@ def write_report(store, directory: str | os.PathLike, query: dict | None = None)
     lines += ["## Energy and force errors, training cost", "", comparison_table(docs), "",
               "## Test energy MAE per number of TM species (meV/atom)", "", per_ntm_table(docs), "", "## Plots", ""]
     for d in docs:
-        png = parity_plot(d, out / f"parity_{_safe(d['backend'])}_{_safe(d['slice'])}_{d['target']}.png")
-        lines.append(f"![parity {d['backend']} {d['slice']}]({png.name})")
+        png = parity_plot(d, out / f"parity_{_safe(d['backend'])}_{_safe(slice_label(d))}_{d['target']}.png")
+        lines.append(f"![parity {d['backend']} {slice_label(d)}]({png.name})")
     per_ntm_plot(docs, out / "per_ntm_mae.png")
     lines.append("![per n-TM MAE](per_ntm_mae.png)")
+    from drx_workflows.analysis.voltage import write_voltage_section
+
+    voltages, _ = write_voltage_section(store, out)  # table + voltages.png; "" when no LiTMO2/TMO2 data
+    if voltages:
+        lines += ["", voltages]
     report = out / "report.md"
     return atomic_write_text(report, "\n".join(lines) + "\n")

@@ -48,6 +48,7 @@ def _parse_query(text):
 @click.option("--slice", "slice_name", help="Only the structures of this slice; the workflows are tagged with it.")
 @click.option("--limit", type=int, help="At most this many structures (in drx_id order).")
 @click.option("--atoms", is_flag=True, help="Submit the 11 isolated-atom reference workflows instead.")
+@click.option("--references", is_flag=True, help="Submit the voltage reference workflows (bcc Li metal, DRX input set) instead.")
 @click.option("--batch-size", type=int, default=1000, show_default=True, help="Workflows per bulk insert.")
 @click.option("--dry-run", "dry_dir", type=click.Path(file_okay=False), help="Write inputs (POTCAR.spec) here; submit nothing.")
 @click.option("--n-dry", type=int, default=3, show_default=True, help="Structures written by --dry-run.")
@@ -58,17 +59,30 @@ def _parse_query(text):
 @click.option("--no-check", is_flag=True, help="Skip the rocksalt geometry check of every structure.")
 @click.option("--max-errors", type=int, help="Custodian max errors per relaxation (default 5).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--train", "train_backends", metavar="BACKENDS",
+              help="With --slice: add training fireworks (e.g. ann,snap) whose parents are the slice's relaxations; "
+                   "later `drx submit --slice` of the grown slice adds the same training again.")
+@click.option("--set", "overrides", multiple=True, metavar="[BACKEND.]KEY=VALUE", help="With --train: a hyperparameter.")
+@click.option("--target", type=click.Choice(["total", "cohesive"]), default="total", show_default=True,
+              help="With --train: energies trained on.")
+@click.option("--frames", type=click.Choice(["all", "final"]), default="all", show_default=True,
+              help="With --train: every ionic step of each relaxation, or only its final structure.")
+@click.option("--train-category", help="With --train: FireWorks _category of the training fireworks.")
 @click.pass_context
 def submit(ctx, query, ids_file, slice_name, limit, atoms, batch_size, dry_dir, n_dry, to_file, to_dir, fworker,
-           skip_potcar_check, no_check, max_errors, quiet):
+           skip_potcar_check, no_check, max_errors, quiet, train_backends, overrides, target, frames, train_category, references=False):
     from drx_workflows.vasp import submit as sub
     from drx_workflows.vasp.launch import fworker_is_fake, load_fworker
     from drx_workflows.vasp.sets import check_psp_dir
 
     store = _store(ctx)
     if dry_dir:
-        docs = [] if atoms else sub.select_structures(store, _parse_query(query), _read_ids(ids_file) if ids_file else None, slice_name, limit)
+        docs = [] if atoms or references else sub.select_structures(store, _parse_query(query), _read_ids(ids_file) if ids_file else None, slice_name, limit)
         written = sub.dry_run(docs, dry_dir, n=n_dry, atoms=atoms)
+        if references:
+            from drx_workflows.vasp.references import dry_run_references
+
+            written += dry_run_references(dry_dir)
         click.echo(f"wrote inputs of {len(written)} calculations to {dry_dir}")
         return
     if not (to_file or to_dir or skip_potcar_check):
@@ -76,10 +90,35 @@ def submit(ctx, query, ids_file, slice_name, limit, atoms, batch_size, dry_dir, 
         if not fake:
             check_psp_dir()
     wf_kwargs = {}
-    if atoms:
+    if train_backends:
+        if not slice_name or atoms or references or to_file or to_dir or query or ids_file or limit:
+            raise DrxError("--train goes with --slice only (the training fireworks wait for that slice's relaxations)")
+        from drx_workflows.cli.mliap import parse_overrides
+        from drx_workflows.mliap.base import parse_backends
+        from drx_workflows.mliap.flows import TrainingRequest, submit_slice
+
+        names = parse_backends(train_backends)
+        request = TrainingRequest(names, parse_overrides(overrides, names), target, frames, train_category)
+        if max_errors is not None:
+            wf_kwargs["max_errors"] = max_errors
+        click.echo(submit_slice(store, slice_name, request, check=not no_check, **wf_kwargs).summary())
+        return
+    if overrides:
+        raise DrxError("--set goes with --train")
+    if slice_name and not (atoms or to_file or to_dir or query or ids_file or limit):
+        from drx_workflows.mliap.flows import TrainingRequest, submit_slice
+
+        request = TrainingRequest.of_slice(store, slice_name)
+        if request is not None:  # the slice trains: its new generation gets the same training fireworks
+            if max_errors is not None:
+                wf_kwargs["max_errors"] = max_errors
+            click.echo(submit_slice(store, slice_name, request, check=not no_check, **wf_kwargs).summary())
+            return
+    if atoms or references:
+        from drx_workflows.vasp.references import reference_workflows
         from drx_workflows.vasp.workflows import isolated_atom_workflows
 
-        wfs = isolated_atom_workflows()
+        wfs = (isolated_atom_workflows() if atoms else []) + (reference_workflows() if references else [])
     else:
         docs = sub.select_structures(store, _parse_query(query), _read_ids(ids_file) if ids_file else None, slice_name, limit)
         if max_errors is not None:
@@ -114,7 +153,11 @@ def submit(ctx, query, ids_file, slice_name, limit, atoms, batch_size, dry_dir, 
 def status(ctx, as_json):
     from drx_workflows.vasp.status import format_status, relax_status
 
-    st = relax_status(_store(ctx))
+    from drx_workflows.mliap.flows import training_status
+
+    store = _store(ctx)
+    st = relax_status(store)
+    st["training"] = training_status(store)
     click.echo(json.dumps(st, indent=2) if as_json else format_status(st))
 
 
