@@ -53,9 +53,9 @@ def cli(ctx, store_path, launchpad_file):
 
 
 def _register() -> None:
-    from drx_workflows.cli import dataset, mliap, relax, stores
+    from drx_workflows.cli import dataset, mliap, queue, rank, relax, slices, stores, voltage
 
-    for module in (dataset, relax, mliap, stores):
+    for module in (dataset, slices, relax, queue, mliap, rank, voltage, stores):
         for command in module.COMMANDS:
             cli.add_command(command)
 
