@@ -16,12 +16,11 @@ from drx_workflows.errors import DrxError
 
 
 def _store(task, fw_spec):
-    from atomate.utils.utils import env_chk
-
     from drx_workflows.store import StoreConfig, open_store
     from drx_workflows.vasp.dbfile import load_db_file
+    from drx_workflows.vasp.firetasks import db_file_of
 
-    db_file = env_chk(task.get("db_file", ">>db_file<<"), fw_spec, strict=False, default=None)
+    db_file = db_file_of(task, fw_spec)
     return open_store(load_db_file(db_file) if db_file else StoreConfig.resolve())
 
 

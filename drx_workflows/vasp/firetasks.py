@@ -29,6 +29,13 @@ def _env(fw_spec, key, default=None):
     return env_chk(f">>{key}<<", fw_spec, strict=False, default=default)
 
 
+def db_file_of(task, fw_spec) -> str | None:
+    """The db file naming a firetask's store: its ``db_file`` parameter, else the fworker's ``>>db_file<<``."""
+    from atomate.utils.utils import env_chk
+
+    return env_chk(task.get("db_file", ">>db_file<<"), fw_spec, strict=False, default=None)
+
+
 @explicit_serialize
 class WriteDrxInputs(FiretaskBase):
     """Write the VASP inputs of one structure.
@@ -69,15 +76,13 @@ class WriteDrxInputs(FiretaskBase):
         write_inputs(vis, os.getcwd(), potcar_spec=potcar_spec)
 
     def _structure_from_store(self, fw_spec) -> dict:
-        from atomate.utils.utils import env_chk
-
         from drx_workflows.store import open_store
         from drx_workflows.vasp.dbfile import load_db_file
 
         drx_id = self.get("drx_id") or fw_spec.get("drx_id")
         if not drx_id:
             raise DrxError("WriteDrxInputs needs a structure or a drx_id")
-        db_file = env_chk(self.get("db_file", ">>db_file<<"), fw_spec, strict=False, default=None)
+        db_file = db_file_of(self, fw_spec)
         if not db_file:
             raise DrxError(f"{drx_id}: no db_file in the fworker env to read the structure from")
         doc = open_store(load_db_file(db_file)).structures.find_one({"drx_id": drx_id}, {"structure": 1})
@@ -191,8 +196,6 @@ class DrxVaspToDb(FiretaskBase):
     optional_params = ["db_file", "additional_fields", "calc_dir", "defuse_unsuccessful", "spec_fields"]
 
     def run_task(self, fw_spec):
-        from atomate.utils.utils import env_chk
-
         from drx_workflows.vasp.taskdoc import build_task_doc, insert_task_doc, write_task_json
         from drx_workflows.vasp.workflows import SPEC_TASKDOC_FIELDS, task_tags
 
@@ -204,7 +207,7 @@ class DrxVaspToDb(FiretaskBase):
         if "drx_id" in fw_spec:
             fields["tags"] = sorted(set(fields.get("tags") or []) | set(task_tags(fw_spec)), key=str)
         doc = build_task_doc(calc_dir, fields)
-        db_file = env_chk(self.get("db_file", ">>db_file<<"), fw_spec, strict=False, default=None)
+        db_file = db_file_of(self, fw_spec)
         if db_file and not os.path.exists("FW_offline.json"):
             task_id = insert_task_doc(db_file, doc)
         else:
