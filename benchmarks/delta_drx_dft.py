@@ -132,6 +132,9 @@ def main(argv=None) -> int:
             "heads, wd 1e-2": {"weight_decay": 1e-2},
             "heads, 500 epochs": {"epochs": 500},
             "heads, 4000 epochs": {"epochs": 4000},
+            "heads, gradient penalty 3e-7": {"gradient_penalty": 3e-7},
+            "heads, gradient penalty 1e-6": {"gradient_penalty": 1e-6},
+            "heads, gradient penalty 1e-5": {"gradient_penalty": 1e-5},
         }
         if args.force_jacobians:
             t_j = time.perf_counter()
@@ -146,7 +149,7 @@ def main(argv=None) -> int:
             cand = DeltaPotential(seed=args.seed, **{**extra, **hp})
             rep = cand.fit_from_base(train, ev_train, jac if "force_structures" in hp else None)
             err, _ = energy_errors(cand, test, ev_test)
-            if "force_structures" in hp or args.candidate_forces:
+            if "force_structures" in hp or "gradient_penalty" in hp or args.candidate_forces:
                 f = compute_metrics(test, cand.predict(test)).force_mae
                 results["candidates"][label + " force MAE"] = f
                 print(f"{label}: test force MAE {f:.4f} eV/A", flush=True)

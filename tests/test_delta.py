@@ -111,6 +111,20 @@ def test_forces_and_stress_are_derivatives_of_the_energy(trained, test_set):
     np.testing.assert_allclose(trained.predict_stress(c), numerical_stress(trained, c, step=1e-3), atol=4e-4)
 
 
+def test_gradient_penalty_keeps_the_base_forces(trained, train_set, test_set, chgnet_reference):
+    """The heads' forces are -N J^T dh/dc: penalising |dh/dc| pulls them back to CHGNet's."""
+
+    def force_change(pot):
+        return np.mean([np.abs(p.forces - chgnet_reference[c.id][1]).mean() for c, p in zip(test_set, pot.predict(test_set))])
+
+    smooth = DeltaPotential(**FAST, gradient_penalty=1e-3)
+    smooth.fit(train_set)
+    assert force_change(trained) > 1e-3
+    assert force_change(smooth) < 0.5 * force_change(trained)
+    with pytest.raises(DrxError, match="gradient_penalty must be a number >= 0"):
+        DeltaPotential(gradient_penalty=-1)
+
+
 def test_uncertainty_is_the_ensemble_spread(trained, test_set):
     import torch
 

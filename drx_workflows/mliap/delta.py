@@ -244,6 +244,11 @@ class DeltaPotential(Potential):
         # pass of the base per feature (64) per batch: affordable for a few dozen structures only.
         "force_weight": 0.0,  # loss weight of residual forces (eV/A) relative to energies (eV/atom)
         "force_structures": 0,  # training structures whose Jacobians are computed for the force term
+        # Penalty on |d h / d c|^2 (times N): the heads' residual forces are -N J^T dh/dc, so this
+        # keeps them from disturbing the base's forces without any Jacobian.  Measured on the DRX
+        # sample (benchmarks/delta_drx_dft.py --candidates): 0 -> 7.1 meV/atom, F 0.159 eV/A;
+        # 3e-7 -> 9.6, 0.098; 1e-6 -> 11.4, 0.091; 1e-5 -> 12.6, 0.084 (base alone: 0.083).
+        "gradient_penalty": 0.0,
         # bootstrap resamples per member: measured worse (8.6 vs 7.1 meV/atom test MAE), so by
         # default members differ by their initialisation only
         "bootstrap": False,
@@ -260,6 +265,9 @@ class DeltaPotential(Potential):
             raise DrxError(f"delta: residual must be 'heads' or 'none', got {hp['residual']!r}")
         if int(hp["ensemble"]) < 1:
             raise DrxError(f"delta: ensemble must be >= 1, got {hp['ensemble']}")
+        for key in ("force_weight", "gradient_penalty"):
+            if not isinstance(hp[key], (int, float)) or isinstance(hp[key], bool) or hp[key] < 0:
+                raise DrxError(f"delta: {key} must be a number >= 0, got {hp[key]!r}")
         self._base = None
         self.elements: list[str] = []
         self.shifts: np.ndarray | None = None
@@ -371,6 +379,8 @@ class DeltaPotential(Potential):
         w_struct = torch.tensor(weights, dtype=torch.float32)  # (B, K)
 
         fw = float(hp["force_weight"])
+        gp = float(hp["gradient_penalty"])
+        n_struct = torch.tensor([c.n_atoms for c in train], dtype=torch.float32)
         idx = sorted(jacobians)
         if fw > 0 and idx:
             sub = torch.tensor(idx)
@@ -392,6 +402,9 @@ class DeltaPotential(Potential):
             feature = feats.clone().requires_grad_(True)
             members = module(feature, fracs)  # (B, K) eV/atom
             loss = (w_struct * (members - target_e[:, None]) ** 2).sum() / w_struct.sum()
+            if gp > 0:
+                (g,) = torch.autograd.grad(members.sum(), feature, create_graph=True)  # (B, F), summed over members
+                loss = loss + gp * ((g**2).sum(1) * n_struct).mean() / k_models
             if fw > 0 and idx:
                 f_res = []
                 for k in range(k_models):
