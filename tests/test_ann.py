@@ -254,6 +254,26 @@ def test_ase_calculator_relaxes(trained, train_set):
     assert atoms.get_potential_energy() < e0
 
 
+def test_stress_is_the_strain_derivative_of_the_energy(trained, train_set):
+    from drx_workflows.mliap.calculator import numerical_stress
+
+    pot, _, _ = trained
+    conf = train_set[1]
+    skew = np.array([[1.01, 0.02, 0.0], [0.0, 0.99, 0.015], [0.0, 0.0, 1.0]])
+    rng = np.random.default_rng(3)
+    frac = np.linalg.solve(conf.cell.T, conf.positions.T).T
+    cell = conf.cell @ skew
+    bent = Configuration("bent", conf.species, frac @ cell + rng.normal(0, 0.03, conf.positions.shape), cell)
+    analytic = pot.predict_stress(bent)
+    assert np.abs(analytic).max() > 1e-4  # a strained cell: the comparison is not of two zeros
+    np.testing.assert_allclose(analytic, analytic.T, atol=1e-12)
+    np.testing.assert_allclose(analytic, numerical_stress(pot, bent, step=1e-5), atol=1e-7)
+    atoms = bent.to_atoms()
+    atoms.calc = pot.calculator()
+    s = atoms.get_stress()
+    np.testing.assert_allclose(s, [analytic[0, 0], analytic[1, 1], analytic[2, 2], analytic[1, 2], analytic[0, 2], analytic[0, 1]])
+
+
 def test_adam_and_force_training_run(train_set):
     few = train_set[:4]
     adam = AnnPotential(**SMALL, optimizer="adam", epochs=15, batch_size=2, learning_rate=1e-2)

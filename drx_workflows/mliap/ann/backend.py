@@ -328,30 +328,39 @@ class AnnPotential(Potential):
 
     # ------------------------------------------------------------------ prediction
 
-    def _energy_forces(self, conf: Configuration, nb: Neighbours):
-        """Total energy (eV) and forces (eV/A) as tensors; chunked over central atoms.
+    def _energy_forces(self, conf: Configuration, nb: Neighbours, with_stress: bool = False):
+        """Total energy (eV), forces (eV/A) and, if asked, stress (eV/A^3, ASE sign); chunked over centres.
 
         E is a sum of atomic energies, so each chunk's gradient can be taken on its own and
-        the graph freed before the next (bounded memory for large cells).
+        the graph freed before the next (bounded memory for large cells).  The stress is
+        dE/d(strain) / V with positions and cell both deformed by (1 + strain), by autograd
+        like the forces (the neighbour list holds integer image shifts only, so it does not move).
         """
         m = self.model
-        pos = torch.as_tensor(conf.positions, dtype=_DTYPE).clone().requires_grad_(True)
-        cell = torch.as_tensor(conf.cell, dtype=_DTYPE)
+        pos0 = torch.as_tensor(conf.positions, dtype=_DTYPE).clone().requires_grad_(True)
+        cell0 = torch.as_tensor(conf.cell, dtype=_DTYPE)
+        strain = torch.zeros((3, 3), dtype=_DTYPE, requires_grad=with_stress)
         w = self._weights_tensor(conf)
         species_idx = np.array([m.elements.index(s) for s in conf.species])
         n_of = torch.as_tensor(np.bincount(species_idx, minlength=len(m.elements)), dtype=_DTYPE)
         energy = (n_of * m.shifts).sum()
-        grad = torch.zeros_like(pos)
+        grad = torch.zeros_like(pos0)
+        d_strain = torch.zeros((3, 3), dtype=_DTYPE)
+        inputs = (pos0, strain) if with_stress else (pos0,)
         for c0, c1 in chunks(nb):
-            g = descriptors(pos, cell, w, nb, self.spec, (c0, c1))
+            deform = torch.eye(3, dtype=_DTYPE) + 0.5 * (strain + strain.T)
+            g = descriptors(pos0 @ deform, cell0 @ deform, w, nb, self.spec, (c0, c1))
             local = species_idx[c0:c1]
             e_chunk = g.new_zeros(())
             for k in np.unique(local):
                 e_chunk = e_chunk + m.atomic_residuals(int(k), g[local == k]).sum()
-            (dpos,) = torch.autograd.grad(e_chunk, pos)
-            grad = grad + dpos
+            grads = torch.autograd.grad(e_chunk, inputs)
+            grad = grad + grads[0]
+            if with_stress:
+                d_strain = d_strain + grads[1]
             energy = energy + e_chunk.detach()
-        return energy.detach(), -grad
+        stress = d_strain / abs(float(torch.linalg.det(cell0))) if with_stress else None
+        return energy.detach(), -grad, stress
 
     def predict(self, configs: list[Configuration]) -> list[Prediction]:
         if self.model is None:
@@ -361,15 +370,19 @@ class AnnPotential(Potential):
         out = []
         with _torch_threads(self.hyperparameters["threads"]):
             for c in configs:
-                energy, forces = self._energy_forces(c, self._neighbours(c))
+                energy, forces, _ = self._energy_forces(c, self._neighbours(c))
                 out.append(Prediction(energy=float(energy.detach()), forces=forces.detach().numpy().copy()))
         return out
 
-    def calculator(self):
-        """An ASE calculator (energy, forces) backed by this potential, e.g. for relaxations."""
+    def predict_stress(self, config: Configuration) -> np.ndarray:
+        """Stress (eV/A^3, 3x3, ASE sign) of one configuration, the exact strain derivative of its energy."""
         if self.model is None:
             raise DrxError("backend ann: the potential is not trained; call fit() or load() first")
-        return _AnnCalculator(self)
+        self._check_elements([config], "prediction")
+        self.model.eval()
+        with _torch_threads(self.hyperparameters["threads"]):
+            _, _, stress = self._energy_forces(config, self._neighbours(config), with_stress=True)
+        return stress.numpy().copy()
 
     # ------------------------------------------------------------------ files
 
@@ -531,26 +544,3 @@ class _TrainingData:
     def energy_rmse(self) -> torch.Tensor:
         err = (self.residuals() - self.target) / self.n_atoms
         return torch.sqrt((err**2).mean())
-
-
-def _ann_calculator_class():
-    from ase.calculators.calculator import Calculator, all_changes
-
-    class AnnCalculator(Calculator):
-        implemented_properties = ["energy", "forces"]
-
-        def __init__(self, potential: AnnPotential, **kwargs):
-            super().__init__(**kwargs)
-            self.potential = potential
-
-        def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-            super().calculate(atoms, properties, system_changes)
-            conf = Configuration.from_atoms(self.atoms, id="ase")
-            (pred,) = self.potential.predict([conf])
-            self.results = {"energy": pred.energy, "free_energy": pred.energy, "forces": pred.forces}
-
-    return AnnCalculator
-
-
-def _AnnCalculator(potential: AnnPotential):
-    return _ann_calculator_class()(potential)
