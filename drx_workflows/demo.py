@@ -100,18 +100,22 @@ def run_demo(settings: DemoSettings) -> dict:
     if settings.train:
         echo(f"[2/{steps}] slice '{DEMO_SLICE}': its relaxations and an {DEMO_BACKEND} training firework that waits for them")
         define_slice(store, SliceDefinition(DEMO_SLICE, kind="all", test_fraction=0.2, seed=0))
-        request = TrainingRequest([DEMO_BACKEND], {DEMO_BACKEND: dict(settings.ann)})
+        # the voltage references (bcc Li metal) go into the same workflow, so the ANN trains on Li metal
+        # too and its own Li reference (its voltages) is not an extrapolation
+        request = TrainingRequest([DEMO_BACKEND], {DEMO_BACKEND: dict(settings.ann)}, references=True)
         submitted = submit_slice(store, DEMO_SLICE, request, **wf_kwargs)
         added, already = submitted.relaxations_added, submitted.finished + submitted.linked
         training = "training firework added" if submitted.training_added else "training firework already there"
         echo(f"      {added} added, {already} already submitted; {training}")
+        if submitted.references:
+            echo(f"      with {submitted.references} bcc Li voltage reference calculations (relaxation + single points)")
     else:
         echo(f"[2/{steps}] submit one relaxation workflow per structure (slice '{DEMO_SLICE}')")
         docs = list(store.structures.find({}, {"_id": 0}))
         submitted = sub.submit_structures(store, docs, slices=[DEMO_SLICE], progress=False, **wf_kwargs)
         echo(f"      {submitted.added} added, {submitted.already_submitted} already submitted")
-    refs = submit_references(store, user_incar_settings=incar or None)
-    echo(f"      bcc Li voltage reference: {refs.added} added, {refs.already_submitted} already submitted")
+        refs = submit_references(store, user_incar_settings=incar or None)
+        echo(f"      bcc Li voltage references: {refs.added} added, {refs.already_submitted} already submitted")
 
     echo(f"[3/{steps}] relax them with the surrogate VASP engine (CHGNet) under custodian"
          + ("; the training firework starts by itself when the last one finishes" if settings.train else ""))

@@ -39,24 +39,27 @@ def test_demo_end_to_end_and_rerun_reuses_everything(tmp_path):
 
     store = json.loads((root / "store.json").read_text())["drx"]
     tasks = [doc for _, doc in store["tasks"]["documents"]]
-    assert len(tasks) == 5  # four structures and the bcc Li voltage reference
+    assert len(tasks) == 9  # four structures, the bcc Li relaxation and its four single points
     assert all(t["surrogate"] is True and t["state"] == "successful" for t in tasks)
     assert all(t["output"]["bandgap"] is None for t in tasks)  # the surrogate's placeholder band data is dropped
     structures = {doc["drx_id"] for _, doc in store["structures"]["documents"]}
-    assert {t["drx_id"] for t in tasks} == structures | {"ref-Li-bcc"}
+    refs = {"ref-Li-bcc", "ref-Li-bcc-v0.85", "ref-Li-bcc-v0.92", "ref-Li-bcc-v1.08", "ref-Li-bcc-v1.15"}
+    assert {t["drx_id"] for t in tasks} == structures | refs
+    assert "with 5 bcc Li voltage reference calculations" in out
     assert "average Li-intercalation voltages (surrogate engine, NOT DFT)" in out
     potentials = [doc for _, doc in store["potentials"]["documents"]]
     assert len(potentials) == 1 and potentials[0]["backend"] == "ann" and potentials[0]["surrogate"] is True
     assert potentials[0]["generation"] == 1 and potentials[0]["trained_by"] == "firework"
+    assert sorted(potentials[0]["reference_structures"]) == sorted(refs)  # the ANN saw Li metal
     report = (root / "report" / "report.md").read_text()
     assert "surrogate" in report and "| ann | demo | total |" in report
     assert (root / "report" / "per_ntm_mae.png").stat().st_size > 5000
 
     out2, summary2 = _run(root)
-    assert "(0 new)" in out2 and "0 added, 4 already submitted" in out2 and "reference: 0 added, 1 already" in out2 and "0 launches this run" in out2
+    assert "(0 new)" in out2 and "0 added, 4 already submitted" in out2 and "0 launches this run" in out2
     assert "training firework already there" in out2
     store2 = json.loads((root / "store.json").read_text())["drx"]
-    assert len(store2["tasks"]["documents"]) == 5 and len(store2["potentials"]["documents"]) == 1
+    assert len(store2["tasks"]["documents"]) == 9 and len(store2["potentials"]["documents"]) == 1
 
 
 def test_fresh_starts_over(tmp_path):

@@ -103,3 +103,6 @@ def test_cli_train_and_report_on_an_imported_slice(tmp_path, shared_dir):
     assert bad.returncode == 2 and "unknown backend 'nope'" in bad.stderr
     bad = run_drx("--store", store, "train", "--slice", "mnni", "--set", "ann.nope=1", cwd=tmp_path)
     assert bad.returncode == 2 and "unknown hyperparameter" in bad.stderr
+    bad = run_drx("--store", store, "train", "--slice", "mnni", "--with-references", cwd=tmp_path)
+    assert bad.returncode == 2 and "no finished reference calculation to train on" in bad.stderr
+    assert len(json.loads(store.read_text())["drx"]["potentials"]["documents"]) == 1  # nothing trained or stored

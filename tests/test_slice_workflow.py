@@ -183,3 +183,54 @@ def test_growing_keeps_the_training_request(fresh_store):
     assert define_slice(fresh_store, SliceDefinition("s", kind="all", test_fraction=0.34)).generation == 2
     kept = TrainingRequest.of_slice(fresh_store, "s")
     assert (kept.backends, kept.hyperparameters, kept.target) == (["ann"], {"ann": TINY_ANN}, "cohesive")
+
+
+def _frame_task(drx_id, structure, energy, task_id):
+    """A task document with one labelled ionic step (the part of atomate's schema training reads)."""
+    forces = [[0.0, 0.0, 0.0] for _ in structure]
+    step = {"structure": structure.as_dict(), "e_0_energy": energy, "forces": forces}
+    return {"drx_id": drx_id, "task_id": task_id, "state": "successful", "last_updated": "2026-12-03",
+            "calcs_reversed": [{"output": {"ionic_steps": [step]}}]}
+
+
+def test_training_with_references_waits_for_them_and_trains_on_them(fresh_store):
+    from drx_workflows.enumeration.records import structure_from_doc
+    from drx_workflows.mliap.tasks import slice_data
+    from drx_workflows.vasp.references import (
+        LI_REFERENCE_ID, WF_KIND_REFERENCE, reference_structures, submit_references,
+    )
+
+    _enumerate(fresh_store, per_ntm=4)
+    define_slice(fresh_store, SliceDefinition("s", kind="all", test_fraction=0.25))
+    lp = fresh_store.launchpad()
+    assert submit_references(fresh_store).added == 5  # submitted on their own first
+    originals = {fw["spec"]["drx_id"]: fw["fw_id"] for fw in lp.fireworks.find({"spec.drx_workflow": WF_KIND_REFERENCE})}
+    _finish(lp, originals[LI_REFERENCE_ID])  # the relaxation is done: the slice needs no copy of it
+
+    result = submit_slice(fresh_store, "s", TrainingRequest(["ann"], {"ann": TINY_ANN}, references=True))
+    assert result.relaxations_added == 4 and result.references == 4
+    assert "4 voltage reference calculations in the workflow" in result.summary()
+    (train_id, train_fw), = _fws(lp, **{"spec.drx_workflow": TRAIN_KIND}).items()
+    assert train_fw["spec"]["_tasks"][0]["references"] is True
+    wf = lp.workflows.find_one({"nodes": train_id})
+    parents = {int(p) for p, children in wf["links"].items() if train_id in children}
+    copies = {i: fw for i, fw in _fws(lp, **{"spec.drx_workflow": WF_KIND_REFERENCE}).items() if i not in originals.values()}
+    assert sorted(fw["spec"]["drx_id"] for fw in copies.values()) == sorted(set(reference_structures()) - {LI_REFERENCE_ID})
+    assert set(copies) <= parents and len(parents) == 8
+    assert fresh_store.slices.find_one({"name": "s"})["training"]["references"] is True
+    assert submit_references(fresh_store).added == 0  # the copies count as submitted
+
+    # training data: every member's frames on its side of the split, the references on the training side only
+    state = load_slice_state(fresh_store, "s")
+    docs = {d["drx_id"]: d for d in fresh_store.structures.find({}, {"_id": 0})}
+    tasks = [_frame_task(i, structure_from_doc(docs[i]), -7.0 * len(docs[i]["structure"]["species"]), k)
+             for k, i in enumerate(state.drx_ids)]
+    with pytest.raises(DrxError, match="no finished reference calculation to train on"):
+        fresh_store.tasks.insert_many(tasks)
+        slice_data(fresh_store, "s", references=True)
+    fresh_store.tasks.insert_many([_frame_task(i, s, -1.9, 100 + k) for k, (i, s) in enumerate(reference_structures().items())])
+    plain = slice_data(fresh_store, "s")
+    data = slice_data(fresh_store, "s", references=True)
+    assert data.references == sorted(reference_structures())
+    assert len(data.train) == len(plain.train) + 5 and [c.id for c in data.test] == [c.id for c in plain.test]
+    assert {c.meta["drx_id"] for c in data.train[-5:]} == set(reference_structures())

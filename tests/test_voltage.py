@@ -153,7 +153,17 @@ def test_li_reference_workflow_uses_the_drx_input_set_without_u(fresh_store):
         incar = DrxRelaxSet(li_bcc_structure()).incar
     assert incar["ENCUT"] == 520 and incar["ISIF"] == 3 and incar["EDIFFG"] == -0.03 and incar["ISPIN"] == 2
     assert not incar.get("LDAU", False)  # MPRelaxSet: +U only for TM oxides, none for Li metal (MP mixing scheme)
-    assert submit_references(fresh_store).added == 1
+    # the equation-of-state single points: same settings, no relaxation, volumes 0.85 ... 1.15
+    from drx_workflows.vasp.references import LI_EV_SCALES, li_ev_id, reference_structures
+
+    assert list(reference_structures()) == [LI_REFERENCE_ID] + [li_ev_id(v) for v in LI_EV_SCALES]
+    for v in LI_EV_SCALES:
+        fw = reference_workflow(li_ev_id(v)).fws[0]
+        assert fw.tasks[0]["user_incar_settings"] == {"NSW": 0, "IBRION": -1, "ISIF": 2}
+        assert fw.tasks[1]["job_type"] == "normal" and fw.spec["drx_workflow"] == "reference"
+        s = reference_structures()[li_ev_id(v)]
+        assert s.volume == pytest.approx(v * li_bcc_structure().volume)
+    assert submit_references(fresh_store).added == 5
     assert submit_references(fresh_store).added == 0  # idempotent on drx_id
 
 
@@ -231,10 +241,12 @@ def test_cli_submit_references_is_idempotent_and_dry_runs(tmp_path):
     store = tmp_path / "s" / "store.json"
     r = run_drx("--store", store, "submit", "--references", "--skip-potcar-check", "--quiet", timeout=300)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("1 workflows added")
+    assert r.stdout.startswith("5 workflows added")
     r = run_drx("--store", store, "submit", "--references", "--skip-potcar-check", "--quiet", timeout=300)
-    assert r.returncode == 0 and r.stdout.startswith("0 workflows added") and "1 already submitted" in r.stdout
+    assert r.returncode == 0 and r.stdout.startswith("0 workflows added") and "5 already submitted" in r.stdout
     r = run_drx("--store", store, "submit", "--references", "--dry-run", tmp_path / "dry", timeout=300)
     assert r.returncode == 0, r.stderr
     incar = (tmp_path / "dry" / "ref-Li-bcc" / "INCAR").read_text()
     assert "ENCUT = 520" in incar and "LDAU" not in incar and (tmp_path / "dry" / "ref-Li-bcc" / "POTCAR.spec").exists()
+    static = (tmp_path / "dry" / "ref-Li-bcc-v0.85" / "INCAR").read_text()
+    assert "NSW = 0" in static and "IBRION = -1" in static and "ENCUT = 520" in static

@@ -61,6 +61,8 @@ def parse_overrides(pairs, backends) -> dict[str, dict]:
 @click.option("--set", "overrides", multiple=True, metavar="[BACKEND.]KEY=VALUE", help="Override a hyperparameter.")
 @click.option("--frames", type=click.Choice(["all", "final"]), default="all", show_default=True,
               help="Slices of relaxed structures: every ionic step of each relaxation, or only its final structure.")
+@click.option("--with-references", is_flag=True,
+              help="Also train on the finished voltage reference calculations (bcc Li metal, `drx submit --references`).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the metrics as JSON here.")
 @click.option("--grid", "grid_file", type=click.Path(dir_okay=False),
               help="Grid search instead: YAML/JSON backend -> hyperparameter -> [values]; one firework per point.")
@@ -69,7 +71,7 @@ def parse_overrides(pairs, backends) -> dict[str, dict]:
 @click.option("--launch", "launch_now", is_flag=True,
               help="With --grid: run the grid fireworks now in this process (else: drx launch, rlaunch or qlaunch).")
 @click.pass_context
-def train_cmd(ctx, slice_name, backends, test_slice, target, overrides, frames, json_path, grid_file,
+def train_cmd(ctx, slice_name, backends, test_slice, target, overrides, frames, with_references, json_path, grid_file,
               validation_fraction, launch_now):
     """Train potentials on a slice, evaluate them, and store models and metrics.
 
@@ -83,6 +85,8 @@ def train_cmd(ctx, slice_name, backends, test_slice, target, overrides, frames, 
 
     names = parse_backends(backends)
     if grid_file:
+        if with_references:
+            raise DrxError("--with-references does not go with --grid (the grid points score the slice alone)")
         _grid(ctx, slice_name, grid_file, names, target, frames, validation_fraction, launch_now, overrides, test_slice)
         return
     if launch_now:
@@ -91,7 +95,7 @@ def train_cmd(ctx, slice_name, backends, test_slice, target, overrides, frames, 
     for name in names:  # every hyperparameter checked before any training starts
         backend_class(name)(**params[name])
     store = open_store(ctx.obj["store_config"])
-    data = slice_data(store, slice_name, frames=frames)
+    data = slice_data(store, slice_name, frames=frames, references=with_references)
     train, test = data.train, data.test
     if test_slice:
         test = slice_data(store, test_slice, frames=frames).test
@@ -99,7 +103,8 @@ def train_cmd(ctx, slice_name, backends, test_slice, target, overrides, frames, 
     for name in names:
         click.echo(f"training {name} on {slice_name} ({data.n_train_structures} structures, {len(train)} configurations) ...")
         result = train_and_evaluate(name, train, test, slice_name, params[name], target)
-        doc = store_result(store, result, {"test_slice": test_slice or slice_name, "frames": frames})
+        doc = store_result(store, result, {"test_slice": test_slice or slice_name, "frames": frames,
+                                           "reference_structures": data.references})
         m = result.test_metrics
         force = "" if m.force_mae is None else f", force MAE {m.force_mae:.3f} eV/A"
         click.echo(

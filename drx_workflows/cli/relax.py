@@ -68,9 +68,12 @@ def _parse_query(text):
 @click.option("--frames", type=click.Choice(["all", "final"]), default="all", show_default=True,
               help="With --train: every ionic step of each relaxation, or only its final structure.")
 @click.option("--train-category", help="With --train: FireWorks _category of the training fireworks.")
+@click.option("--with-references", is_flag=True,
+              help="With --train: the voltage reference calculations (bcc Li metal) join the workflow and the training.")
 @click.pass_context
 def submit(ctx, query, ids_file, slice_name, limit, atoms, batch_size, dry_dir, n_dry, to_file, to_dir, fworker,
-           skip_potcar_check, no_check, max_errors, quiet, train_backends, overrides, target, frames, train_category, references=False):
+           skip_potcar_check, no_check, max_errors, quiet, train_backends, overrides, target, frames, train_category,
+           with_references, references=False):
     from drx_workflows.vasp import submit as sub
     from drx_workflows.vasp.launch import fworker_is_fake, load_fworker
     from drx_workflows.vasp.sets import check_psp_dir
@@ -98,13 +101,13 @@ def submit(ctx, query, ids_file, slice_name, limit, atoms, batch_size, dry_dir, 
         from drx_workflows.mliap.flows import TrainingRequest, submit_slice
 
         names = parse_backends(train_backends)
-        request = TrainingRequest(names, parse_overrides(overrides, names), target, frames, train_category)
+        request = TrainingRequest(names, parse_overrides(overrides, names), target, frames, train_category, with_references)
         if max_errors is not None:
             wf_kwargs["max_errors"] = max_errors
         click.echo(submit_slice(store, slice_name, request, check=not no_check, **wf_kwargs).summary())
         return
-    if overrides:
-        raise DrxError("--set goes with --train")
+    if overrides or with_references:
+        raise DrxError("--set and --with-references go with --train")
     if slice_name and not (atoms or to_file or to_dir or query or ids_file or limit):
         from drx_workflows.mliap.flows import TrainingRequest, submit_slice
 

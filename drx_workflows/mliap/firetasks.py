@@ -49,6 +49,7 @@ def train_slice(
     warm_start: bool = True,
     extra: dict | None = None,
     echo=print,
+    references: bool = False,
 ) -> dict:
     """Train ``backend`` on a slice generation, evaluate on its test split, store model and metrics.
 
@@ -60,7 +61,7 @@ def train_slice(
     from drx_workflows.mliap.tasks import slice_data
     from drx_workflows.mliap.training import load_potential, store_result, train_and_evaluate
 
-    data = slice_data(store, slice_name, generation, frames)
+    data = slice_data(store, slice_name, generation, frames, references)
     if generation is None:
         sl = store.slices.find_one({"name": slice_name}, {"generation": 1}) or {}
         generation = int(sl.get("generation") or 1)
@@ -71,6 +72,7 @@ def train_slice(
         "missing_members": data.missing,
         "excluded_frames": len(data.excluded),
         "frames": frames,
+        "reference_structures": data.references,
         # labels from the surrogate engine are not DFT: reports must say so
         "surrogate": any(c.meta.get("surrogate") for c in data.train + data.test),
         **(extra or {}),
@@ -105,7 +107,7 @@ class TrainSliceTask(FiretaskBase):
     """Train one backend on one generation of a slice (the firework whose parents are its relaxations)."""
 
     required_params = ["slice", "backend"]
-    optional_params = ["hyperparameters", "target", "generation", "frames", "warm_start", "db_file", "grid_id"]
+    optional_params = ["hyperparameters", "target", "generation", "frames", "warm_start", "db_file", "grid_id", "references"]
 
     def run_task(self, fw_spec):
         store = _store(self, fw_spec)
@@ -122,6 +124,7 @@ class TrainSliceTask(FiretaskBase):
             self.get("frames", "all"),
             self.get("warm_start", True),
             extra,
+            references=bool(self.get("references", False)),
         )
         return FWAction(
             stored_data={

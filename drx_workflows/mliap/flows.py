@@ -41,10 +41,11 @@ class TrainingRequest:
     target: str = "total"
     frames: str = "all"  # "all" ionic steps of each relaxation, or its "final" structure
     category: str | None = None  # FireWorks _category, to send training to particular workers
+    references: bool = False  # also train on the voltage reference calculations (bcc Li metal)
 
     def to_doc(self) -> dict:
         return {"backends": list(self.backends), "hyperparameters": self.hyperparameters, "target": self.target,
-                "frames": self.frames, "category": self.category}
+                "frames": self.frames, "category": self.category, "references": self.references}
 
     @classmethod
     def of_slice(cls, store, slice_name: str) -> TrainingRequest | None:
@@ -73,6 +74,7 @@ class SliceSubmitResult:
     relaxations_added: int = 0
     linked: int = 0  # copies of relaxations submitted in other workflows
     finished: int = 0  # members whose relaxation had already finished
+    references: int = 0  # reference calculations the training waits for (with TrainingRequest.references)
     training_added: list = field(default_factory=list)
     training_existing: list = field(default_factory=list)
 
@@ -82,6 +84,8 @@ class SliceSubmitResult:
             f"{self.relaxations_added} relaxations added, {self.linked} linked to runs submitted before, "
             f"{self.finished} already finished"
         ]
+        if self.references:
+            parts.append(f"{self.references} voltage reference calculations in the workflow (trained on too)")
         if self.training_added:
             parts.append(f"training fireworks added: {', '.join(self.training_added)} (they start when the relaxations finish)")
         if self.training_existing:
@@ -101,6 +105,7 @@ def training_firework(
     warm_start: bool = True,
     category: str | None = None,
     parents=None,
+    references: bool = False,
 ) -> Firework:
     from drx_workflows.mliap.firetasks import TrainSliceTask
 
@@ -118,6 +123,8 @@ def training_firework(
         params["db_file"] = db_file
     if grid_id:
         params["grid_id"] = grid_id
+    if references:
+        params["references"] = True
     spec = {
         "drx_workflow": TRAIN_KIND,
         "slice": slice_name,
@@ -132,12 +139,15 @@ def training_firework(
     return Firework([TrainSliceTask(**params)], spec=spec, name=f"train {backend} on {slice_name}{gen}{tag}", parents=parents)
 
 
-def member_states(lp, drx_ids) -> dict[str, set]:
-    """drx_id -> the states of its relaxation fireworks (a structure may have several: see vasp.dupefinder)."""
+def member_states(lp, drx_ids, kind: str | None = None) -> dict[str, set]:
+    """drx_id -> the states of its relaxation fireworks (a structure may have several: see vasp.dupefinder).
+
+    ``kind``: the fireworks' ``spec.drx_workflow`` (default: DRX relaxations).
+    """
     from drx_workflows.vasp.workflows import WF_KIND_RELAX
 
     states: dict[str, set] = defaultdict(set)
-    query = {"spec.drx_id": {"$in": list(drx_ids)}, "spec.drx_workflow": WF_KIND_RELAX}
+    query = {"spec.drx_id": {"$in": list(drx_ids)}, "spec.drx_workflow": kind or WF_KIND_RELAX}
     for fw in lp.fireworks.find(query, {"_id": 0, "spec.drx_id": 1, "state": 1}):
         states[fw["spec"]["drx_id"]].add(fw["state"])
     return states
@@ -167,7 +177,7 @@ def submit_slice(store, slice_name: str, request: TrainingRequest, check: bool =
     pending = []
     for drx_id in members:
         s = states.get(drx_id)
-        if s and ("COMPLETED" in s or not s & _ACTIVE):
+        if _finished(s):
             result.finished += 1
         else:
             pending.append(drx_id)
@@ -182,6 +192,8 @@ def submit_slice(store, slice_name: str, request: TrainingRequest, check: bool =
     if check:
         check_drx_structures(docs)
     relax_fws = [relax_workflow(doc, slices=[slice_name], check=False, **wf_kwargs).fws[0] for doc in docs]
+    ref_fws = _pending_reference_fws(lp, wf_kwargs) if request.references else []
+    parents = relax_fws + ref_fws
     train_fws = [
         training_firework(
             slice_name,
@@ -191,12 +203,13 @@ def submit_slice(store, slice_name: str, request: TrainingRequest, check: bool =
             generation,
             request.frames,
             category=request.category,
-            parents=relax_fws or None,
+            parents=parents or None,
+            references=request.references,
         )
         for b in backends
     ]
     wf = Workflow(
-        relax_fws + train_fws,
+        parents + train_fws,
         name=f"slice {slice_name} generation {generation}: train {','.join(backends)}",
         metadata={"slice": slice_name, "generation": generation, "backends": backends},
     )
@@ -205,8 +218,27 @@ def submit_slice(store, slice_name: str, request: TrainingRequest, check: bool =
     store.slices.update_one({"name": slice_name}, {"$set": {"training": request.to_doc()}})
     store.save()
     result.relaxations_added = len(relax_fws) - result.linked
+    result.references = len(ref_fws)
     result.training_added = backends
     return result
+
+
+def _finished(states: set | None) -> bool:
+    return bool(states) and ("COMPLETED" in states or not states & _ACTIVE)
+
+
+def _pending_reference_fws(lp, wf_kwargs: dict) -> list[Firework]:
+    """Fireworks of the reference calculations not finished yet, for a training that needs them.
+
+    A reference already submitted on its own gets a copy here that its duplicate finder links
+    to the existing launch (as for shared slice members), so it never runs twice.
+    """
+    from drx_workflows.vasp.references import WF_KIND_REFERENCE, reference_structures, reference_workflow
+
+    ids = list(reference_structures())
+    states = member_states(lp, ids, WF_KIND_REFERENCE)
+    keep = {k: v for k, v in wf_kwargs.items() if k in ("vasp_cmd", "db_file", "user_incar_settings", "max_errors", "category")}
+    return [reference_workflow(i, **keep).fws[0] for i in ids if not _finished(states.get(i))]
 
 
 def training_status(store) -> list[dict]:

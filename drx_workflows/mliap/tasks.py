@@ -77,13 +77,38 @@ class SliceData:
     n_test_structures: int
     missing: list[str] = field(default_factory=list)  # members without a successful task document
     excluded: dict = field(default_factory=dict)  # configuration id -> why (unphysical)
+    references: list[str] = field(default_factory=list)  # reference calculations added to the training side
 
 
-def slice_data(store, name: str, generation: int | None = None, frames: str = "all") -> SliceData:
+def reference_frames(store, frames: str = "all") -> tuple[list[Configuration], list[str]]:
+    """Frames of the finished voltage reference calculations (bcc Li and its single points), and their ids."""
+    from drx_workflows.vasp.references import reference_structures
+
+    tasks = latest_tasks(store, reference_structures())
+    return [c for i in sorted(tasks) for c in frames_of_task(tasks[i], frames)], sorted(tasks)
+
+
+def slice_data(store, name: str, generation: int | None = None, frames: str = "all", references: bool = False) -> SliceData:
     """Configurations of a slice: imported ones, or the relaxation frames of its members' task documents.
 
     Frames of one structure stay on its side of the split (the split is per structure).
+    ``references``: the finished reference calculations (bcc Li metal) join the training side, so
+    a potential knows the Li metal its voltages need; they never enter the test side.
     """
+    data = _slice_data(store, name, generation, frames)
+    if references:
+        extra, ids = reference_frames(store, frames)
+        if not ids:
+            raise DrxError(
+                "no finished reference calculation to train on: submit them (`drx submit --references`, "
+                "or `--with-references` with --train) and relax them first"
+            )
+        data.train = data.train + extra
+        data.references = ids
+    return data
+
+
+def _slice_data(store, name: str, generation: int | None, frames: str) -> SliceData:
     from drx_workflows.mliap.data import split_sane
     from drx_workflows.slices.importers import load_slice
     from drx_workflows.slices.members import load_slice_state
