@@ -2,6 +2,7 @@
 custodian -> task documents -> ANN training -> report; a rerun recomputes nothing."""
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -47,6 +48,9 @@ def test_demo_end_to_end_and_rerun_reuses_everything(tmp_path):
     assert {t["drx_id"] for t in tasks} == structures | refs
     assert "with 5 bcc Li voltage reference calculations" in out
     assert "average Li-intercalation voltages (surrogate engine, NOT DFT)" in out
+    # the engine's voltage of LiMn0.5Ni0.5O2 and the demo ANN's (its own relaxations, its own bcc Li)
+    assert re.search(r"LiMn0\.5Ni0\.5O2: -?\d+\.\d{3} V \(surrogate", out), out
+    assert re.search(r"LiMn0\.5Ni0\.5O2 -?\d+\.\d{3} V \(surrogate engine -?\d+\.\d{3} V; potential trained", out), out
     potentials = [doc for _, doc in store["potentials"]["documents"]]
     assert len(potentials) == 1 and potentials[0]["backend"] == "ann" and potentials[0]["surrogate"] is True
     assert potentials[0]["generation"] == 1 and potentials[0]["trained_by"] == "firework"

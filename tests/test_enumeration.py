@@ -113,6 +113,22 @@ def test_same_seed_same_dataset_other_seed_differs():
     assert {r.drx_id for r in a.records} != {r.drx_id for r in c.records}
 
 
+def _tm_ratio(record):
+    counts = Counter(el for el in record.species if el not in ("Li", "O"))
+    return tuple(sorted((el, round(c / sum(counts.values()), 4)) for el, c in counts.items()))
+
+
+def test_li_free_structures_spread_over_compositions_equimolar_first():
+    # Mn-Ni orderings of up to 12 cation sites: Mn1Ni1, Mn2Ni1, Mn1Ni2, Mn2Ni2, Mn3Ni2, ... (4 TM ratios)
+    s = EnumerationSettings(tms=("Mn", "Ni"), n_tm=(2,), per_ntm=24, toc_per_ntm=4, max_cation_sites=12, seed=5)
+    records = enumerate_drx(s).records
+    lithiated = Counter(_tm_ratio(r) for r in records if r.source != "toc")
+    toc = [_tm_ratio(r) for r in records if r.source == "toc"]
+    assert len(lithiated) >= 4
+    assert toc[0] == (("Mn", 0.5), ("Ni", 0.5))  # the study's LiMn0.5Ni0.5O2 gets its voltage pair first
+    assert len(set(toc)) == 4 and set(toc) <= set(lithiated)  # one per composition before a second of any
+
+
 def test_ids_are_content_derived():
     s = EnumerationSettings(tms=("Mn", "Ni"), n_tm=(2,), per_ntm=8, toc_per_ntm=0, seed=1)
     more = EnumerationSettings(tms=("Mn", "Ni"), n_tm=(2,), per_ntm=8, toc_per_ntm=0, seed=2)

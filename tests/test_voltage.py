@@ -62,13 +62,17 @@ def test_surrogate_tasks_give_a_labelled_voltage(fresh_store):
     r = V.dft_voltage(fresh_store, "Co")
     assert r.voltage == pytest.approx(4.0) and r.source == "surrogate" and r.surrogate
     assert "surrogate engine (CHGNet), not DFT" in V.format_result(r)
-    # the demo's printout: every composition, labelled; one without TMO2 says what it misses
+    # the demo's printout: every composition, labelled; those without both states in one line
     fresh_store.tasks.insert_one(_task("l2", {"Li": 1, "Ni": 1, "O": 2}, -20.0, 3, surrogate=True))
     lines = []
     results = V.demo_voltages(fresh_store, lines.append)
     assert [x.composition for x in results] == ["Co"]
     assert any("LiCoO2: 4.000 V" in ln and "surrogate engine (CHGNet), not DFT" in ln for ln in lines)
-    assert any("LiNiO2: cannot compute voltage: missing TMO2" in ln for ln in lines)
+    fresh_store.tasks.insert_one(_task("l3", {"Li": 1, "Cr": 1, "O": 2}, -20.0, 4, surrogate=True))
+    lines = []
+    V.demo_voltages(fresh_store, lines.append)
+    assert [ln.strip() for ln in lines if "cannot" in ln] == [
+        "cannot compute voltage: missing the LiTMO2 or the TMO2 relaxations of LiCrO2, LiNiO2"]
 
 
 def test_missing_structures_or_reference_give_a_clear_message(fresh_store):

@@ -656,7 +656,11 @@ def demo_voltages(store, echo=print, with_potentials: bool = True, max_per_state
         li = li_reference_energy(store)
     except DrxError:
         li = None
+    missing = []
     for key in sorted(energies):
+        if not (energies[key]["lithiated"] and energies[key]["delithiated"]):
+            missing.append(f"Li{key}O2")
+            continue
         try:
             r = dft_voltage(store, key, energies, li)
         except DrxError as exc:
@@ -664,6 +668,9 @@ def demo_voltages(store, echo=print, with_potentials: bool = True, max_per_state
             continue
         results.append(r)
         echo("      " + format_result(r))
+    if missing:
+        # one line, not one per composition: the demo dataset has Li-free orderings of only a few
+        echo(f"      cannot compute voltage: missing the LiTMO2 or the TMO2 relaxations of {', '.join(missing)}")
     if with_potentials and results and store.potentials.count_documents({}):
         keys = [r.composition for r in results if potential_keys is None or r.composition in potential_keys]
         _, problems = potential_voltages(store, keys=keys, **kwargs)

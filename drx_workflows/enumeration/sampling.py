@@ -7,7 +7,8 @@ Most orderings are random decorations of random Hart–Forcade supercells
 cation sites) are ordered from a disordered supercell by pymatgen's
 ``OrderDisorderedStructureTransformation``, lowest Ewald energy first (``ewald``), as
 the reference study did.  Top-of-charge structures (``toc``) are LiTMO2 orderings with
-every Li removed.  Every random choice comes from ``numpy.random.default_rng`` seeded
+every Li removed, spread over the TM compositions (equimolar first) so that as many
+compositions as possible have both states for a voltage.  Every random choice comes from ``numpy.random.default_rng`` seeded
 with (seed, n, combination), so the same seed gives the same dataset.
 """
 
@@ -224,7 +225,7 @@ def _top_of_charge(
     parents: list[DrxRecord], quota: int, cells_by_hnf: dict, rng: np.random.Generator, seen: set
 ) -> list[DrxRecord]:
     out: list[DrxRecord] = []
-    for idx in rng.permutation(len(parents)):
+    for idx in _spread_over_compositions(parents, rng):
         if len(out) == quota:
             break
         parent = parents[idx]
@@ -238,6 +239,28 @@ def _top_of_charge(
         seen.add(sc.key(canonical))
         out.append(make_record(sc, canonical, parent.lattice_a, SOURCE_TOC, parent_id=parent.drx_id))
     return out
+
+
+def _tm_fractions(record: DrxRecord) -> tuple:
+    counts = Counter(el for el in record.species if el not in ("Li", "O"))
+    total = sum(counts.values())
+    return tuple(sorted((el, round(c / total, 4)) for el, c in counts.items()))
+
+
+def _spread_over_compositions(parents: list[DrxRecord], rng: np.random.Generator) -> list[int]:
+    """Parent indices in the order their Li is removed: one per TM composition before a second of any,
+    the most even compositions first, random otherwise.
+
+    A voltage needs a LiTMO2 and a TMO2 of the same composition, so a Li-free quota spread over
+    compositions gives the most voltages; equimolar ones (the study's LiMn0.5Ni0.5O2) come first.
+    """
+    groups: dict[tuple, list[int]] = {}
+    for idx in rng.permutation(len(parents)):
+        groups.setdefault(_tm_fractions(parents[idx]), []).append(int(idx))
+    # sorted() is stable, so compositions equally even keep their random order
+    keys = sorted(groups, key=lambda k: max(f for _, f in k) - min(f for _, f in k))
+    rounds = max(len(g) for g in groups.values()) if groups else 0
+    return [groups[k][r] for r in range(rounds) for k in keys if r < len(groups[k])]
 
 
 def _hnf_key(hnf) -> bytes:
