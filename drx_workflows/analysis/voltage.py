@@ -29,6 +29,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 
+from drx_workflows.compositions import tm_key
 from drx_workflows.constants import ISOLATED_ATOM_ENERGY, TMS
 from drx_workflows.errors import DrxError
 
@@ -62,14 +63,6 @@ def classify(counts) -> tuple[str, str, float] | None:
     else:
         return None
     return tm_key({el: n / n_tm for el, n in tm.items()}), state, n_fu
-
-
-def tm_key(fractions: dict) -> str:
-    """``{"Ni": 0.5, "Mn": 0.5}`` -> ``"Mn0.5Ni0.5"`` (periodic-table order; a single TM is just ``"Mn"``)."""
-    items = [(el, fractions[el]) for el in TMS if fractions.get(el, 0) > 0]
-    if len(items) == 1:
-        return items[0][0]
-    return "".join(f"{el}{round(x, 4):g}" for el, x in items)
 
 
 def parse_composition(text: str) -> str:

@@ -8,8 +8,9 @@ cation sites) are ordered from a disordered supercell by pymatgen's
 ``OrderDisorderedStructureTransformation``, lowest Ewald energy first (``ewald``), as
 the reference study did.  Top-of-charge structures (``toc``) are LiTMO2 orderings with
 every Li removed, spread over the TM compositions (equimolar first) so that as many
-compositions as possible have both states for a voltage.  Every random choice comes from ``numpy.random.default_rng`` seeded
-with (seed, n, combination), so the same seed gives the same dataset.
+compositions as possible have both states for a voltage.  Every random choice comes from
+``numpy.random.default_rng`` seeded with (seed, n, combination), so the same seed gives the
+same dataset.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from drx_workflows.compositions import tm_key
 from drx_workflows.constants import LITMO2_LATTICE_A, TMS
 from drx_workflows.enumeration.records import DrxRecord
 from drx_workflows.enumeration.rocksalt import (
@@ -241,10 +243,10 @@ def _top_of_charge(
     return out
 
 
-def _tm_fractions(record: DrxRecord) -> tuple:
+def _tm_fractions(record: DrxRecord) -> dict:
     counts = Counter(el for el in record.species if el not in ("Li", "O"))
     total = sum(counts.values())
-    return tuple(sorted((el, round(c / total, 4)) for el, c in counts.items()))
+    return {el: c / total for el, c in counts.items()}
 
 
 def _spread_over_compositions(parents: list[DrxRecord], rng: np.random.Generator) -> list[int]:
@@ -254,11 +256,15 @@ def _spread_over_compositions(parents: list[DrxRecord], rng: np.random.Generator
     A voltage needs a LiTMO2 and a TMO2 of the same composition, so a Li-free quota spread over
     compositions gives the most voltages; equimolar ones (the study's LiMn0.5Ni0.5O2) come first.
     """
-    groups: dict[tuple, list[int]] = {}
+    groups: dict[str, list[int]] = {}
+    unevenness: dict[str, float] = {}
     for idx in rng.permutation(len(parents)):
-        groups.setdefault(_tm_fractions(parents[idx]), []).append(int(idx))
+        fractions = _tm_fractions(parents[idx])
+        key = tm_key(fractions)  # the voltages' own key, so the pairs they look for are the ones made here
+        groups.setdefault(key, []).append(int(idx))
+        unevenness[key] = max(fractions.values()) - min(fractions.values())
     # sorted() is stable, so compositions equally even keep their random order
-    keys = sorted(groups, key=lambda k: max(f for _, f in k) - min(f for _, f in k))
+    keys = sorted(groups, key=unevenness.__getitem__)
     rounds = max(len(g) for g in groups.values()) if groups else 0
     return [groups[k][r] for r in range(rounds) for k in keys if r < len(groups[k])]
 

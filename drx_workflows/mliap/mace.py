@@ -44,9 +44,9 @@ class MacePotential(Potential):
     name = "mace"
     WARM_START = True
     # Sized for the 15-minute CPU budget on the ~300-structure DRX sample (benchmarks/backends_drx_dft.py):
-    # 32 channels, L 1, correlation 3 in float64 took ~98 s per epoch; this model ~17 s, and 2 threads
-    # barely beat 1.  Energies weigh as much as forces: at 1:10 the test energy MAE was 84 meV/atom
-    # after 30 epochs, at 10:10 62.  Larger models are for GPU workers (--train-category).
+    # 32 channels, L 1, correlation 3 in float64 took ~98 s per epoch; this model ~10 s (507 s for 50).
+    # Energies weigh as much as forces: at 1:10 the test energy MAE was 84 meV/atom after 30 epochs,
+    # at 10:10 62.  Larger models are for GPU workers (--train-category).
     DEFAULTS = {
         "r_max": 5.0,
         "num_channels": 16,
