@@ -35,7 +35,7 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "drx=drx_workflows.cli:main",
+            "drx=drx_workflows.cli.main:main",
             "drx-surrogate-vasp=drx_workflows.vasp.surrogate.cli:main",
         ],
     },

@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     from drx_workflows.mliap.ann.backend import AnnPotential
     from drx_workflows.mliap.data import read_xsf_dir, split_sane
     from drx_workflows.mliap.metrics import compute_metrics
-    from drx_workflows.slices import stratified_split
+    from drx_workflows.slices.definition import stratified_split
 
     extra = {}
     for item in args.set:

@@ -31,7 +31,7 @@ import numpy as np
 from drx_workflows.errors import DrxError
 from drx_workflows.mliap import base
 from drx_workflows.mliap.data import read_xsf_dir, split_sane
-from drx_workflows.slices import stratified_split
+from drx_workflows.slices.definition import stratified_split
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "drx_dft"
 

@@ -70,7 +70,7 @@ def energy_errors(pot, configs, evals):
 
 
 def subsample(train, size, seed):
-    from drx_workflows.slices import stratified_split
+    from drx_workflows.slices.definition import stratified_split
 
     if size >= len(train):
         return list(train)
@@ -97,9 +97,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from drx_workflows.mliap.data import read_xsf_dir, split_sane
-    from drx_workflows.mliap.delta import DeltaPotential
+    from drx_workflows.mliap.delta.potential import DeltaPotential
     from drx_workflows.mliap.metrics import compute_metrics
-    from drx_workflows.slices import stratified_split
+    from drx_workflows.slices.definition import stratified_split
 
     extra = {k: json.loads(v) for k, _, v in (s.partition("=") for s in args.set)}
     t0 = time.perf_counter()

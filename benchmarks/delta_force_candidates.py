@@ -216,8 +216,8 @@ def main(argv=None) -> int:
     import torch
 
     from drx_workflows.mliap.data import read_xsf_dir, split_sane
-    from drx_workflows.mliap.delta import DeltaPotential
-    from drx_workflows.slices import stratified_split
+    from drx_workflows.mliap.delta.potential import DeltaPotential
+    from drx_workflows.slices.definition import stratified_split
 
     torch.set_num_threads(2)
     configs, _ = split_sane(read_xsf_dir(args.data))

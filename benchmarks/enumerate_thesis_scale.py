@@ -9,9 +9,10 @@ import sys
 import tempfile
 import time
 
-from drx_workflows.enumeration import EnumerationSettings, enumerate_drx
-from drx_workflows.enumeration.dataset import save_records
-from drx_workflows.store import StoreConfig, open_store
+from drx_workflows.enumeration.sampling import EnumerationSettings, enumerate_drx
+from drx_workflows.store.client import open_store
+from drx_workflows.store.config import StoreConfig
+from drx_workflows.store.structures import save_records
 
 
 def main() -> None:

@@ -25,8 +25,17 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from drx_drill import (DRX, clean_env, documents, fw_states, local_qadapter, prepare_slice,  # noqa: E402
-                       read_store, slurm_up, tasks_per_structure)
+from drx_drill import (  # noqa: E402
+    DRX,
+    clean_env,
+    documents,
+    fw_states,
+    local_qadapter,
+    prepare_slice,
+    read_store,
+    slurm_up,
+    tasks_per_structure,
+)
 
 
 def _check(store, ids) -> None:

@@ -19,13 +19,14 @@ from pathlib import Path
 
 from fireworks import FWAction, FWorker
 
-from drx_workflows.enumeration import EnumerationSettings, enumerate_drx
-from drx_workflows.enumeration.dataset import save_records
-from drx_workflows.mliap.flows import TrainingRequest, submit_slice
+from drx_workflows.enumeration.sampling import EnumerationSettings, enumerate_drx
+from drx_workflows.pipeline.relax.submit import submit_structures
+from drx_workflows.pipeline.training.slice_flows import TrainingRequest, submit_slice
 from drx_workflows.slices.definition import SliceDefinition
-from drx_workflows.slices.members import define_slice
-from drx_workflows.store import StoreConfig, open_store
-from drx_workflows.vasp.submit import submit_structures
+from drx_workflows.store.client import open_store
+from drx_workflows.store.config import StoreConfig
+from drx_workflows.store.slices import define_slice
+from drx_workflows.store.structures import save_records
 
 
 def drive(lp, n) -> float:

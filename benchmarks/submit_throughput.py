@@ -2,7 +2,7 @@
 
 Builds a thesis-scale dataset (default 11,000 structures: a few rocksalt
 decorations, randomly perturbed, each with its own drx_id), submits it with
-drx_workflows.vasp.submit.submit_structures to a fresh embedded store in a
+drx_workflows.pipeline.relax.submit.submit_structures to a fresh embedded store in a
 temporary directory, and compares with ``LaunchPad.add_wf`` called once per
 workflow for the first 1,000 (in a separate database of the same store).
 Target: all structures in <= 20 s and >= 20x the loop's rate.
@@ -93,8 +93,9 @@ def main(argv=None) -> int:
 
     from fireworks import LaunchPad
 
-    from drx_workflows.store import StoreConfig, open_store
-    from drx_workflows.vasp.submit import build_workflows, submit_structures
+    from drx_workflows.pipeline.relax.submit import build_workflows, submit_structures
+    from drx_workflows.store.client import open_store
+    from drx_workflows.store.config import StoreConfig
 
     t = time.perf_counter()
     docs = make_docs(args.n, args.cation_sites, args.perturb)
@@ -114,7 +115,7 @@ def main(argv=None) -> int:
 
         # The naive way, in another database on the same (shared) client: for each structure,
         # ask whether it was submitted, validate it, build its workflow, add_wf it.
-        from drx_workflows.vasp.workflows import relax_workflow
+        from drx_workflows.pipeline.relax.workflows import relax_workflow
 
         naive_lp = _fresh_launchpad(LaunchPad, store.config.name + "_naive")
         sub_docs = docs[: args.naive]

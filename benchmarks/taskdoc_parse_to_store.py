@@ -12,9 +12,11 @@ import time
 import warnings
 from pathlib import Path
 
-from drx_workflows.store import StoreConfig, open_store
-from drx_workflows.vasp.dbfile import write_db_file
-from drx_workflows.vasp.taskdoc import build_task_doc, insert_task_doc
+from drx_workflows.store.client import open_store
+from drx_workflows.store.config import StoreConfig
+from drx_workflows.store.dbfile import write_db_file
+from drx_workflows.store.taskdocs import insert_task_doc
+from drx_workflows.vasp.taskdoc import build_task_doc
 
 
 def main(launches: Path) -> None:

@@ -8,7 +8,7 @@ and cell (FrechetCellFilter + FIRE, fmax = |EDIFFG| of the DRX input set), exact
 ``drx-surrogate-vasp`` does behind FireWorks, without the FireWorks/custodian overhead.  Each
 backend is trained on CHGNet-labelled frames of those relaxations (the engine's labels, as the
 demo trains on surrogate task documents), then relaxes the same enumerated structures and bcc Li
-itself (``drx_workflows.analysis.voltage.relax_with_calculator``) and the voltage follows from the
+itself (``drx_workflows.voltages.energies.relax_with_calculator``) and the voltage follows from the
 lowest LiTMO2 and TMO2 of each TM with pymatgen's InsertionElectrode.  Two Li references are
 reported: the potential's own bcc Li ("pot Li", what the issue asks for) and the engine's ("eng Li").
 
@@ -52,7 +52,7 @@ def log(msg: str) -> None:
 
 
 def enumerate_single_tm(per_ntm: int, toc_per_ntm: int, seed: int):
-    from drx_workflows.enumeration import EnumerationSettings, enumerate_drx
+    from drx_workflows.enumeration.sampling import EnumerationSettings, enumerate_drx
 
     res = enumerate_drx(EnumerationSettings(n_tm=(1,), per_ntm=per_ntm, toc_per_ntm=toc_per_ntm,
                                             max_cation_sites=8, seed=seed))
@@ -69,7 +69,12 @@ def relax_engine(records, fmax: float, steps: int, out: Path) -> dict:
     from ase.optimize import FIRE
     from pymatgen.io.ase import AseAtomsAdaptor
 
-    from drx_workflows.vasp.references import LI_REFERENCE_ID, is_static, li_bcc_structure, reference_structures
+    from drx_workflows.vasp.references import (
+        LI_REFERENCE_ID,
+        is_static,
+        li_bcc_structure,
+        reference_structures,
+    )
     from drx_workflows.vasp.surrogate.engine import load_calculator
 
     calc = load_calculator()
@@ -130,7 +135,7 @@ def voltages(energies: dict, li_energy: float, records) -> dict:
     """TM -> voltage from {drx_id: total energy} with pymatgen's InsertionElectrode."""
     from collections import Counter
 
-    from drx_workflows.analysis.voltage import classify, result_from_energies
+    from drx_workflows.voltages.energies import classify, result_from_energies
 
     states: dict = {}
     for r in records:
@@ -147,9 +152,9 @@ def run_backend(name: str, params: dict, records, engine: dict, args, out: Path)
     path = out / f"backend_{name}{'_norefs' if args.no_references else ''}.json"
     if path.exists():
         return json.loads(path.read_text())
-    from drx_workflows.analysis.voltage import potential_calculator, relax_with_calculator
     from drx_workflows.mliap.training import train_and_evaluate
     from drx_workflows.vasp.references import LI_REFERENCE_ID, li_bcc_structure
+    from drx_workflows.voltages.relax import potential_calculator, relax_with_calculator
 
     train, test = training_frames(engine, args.frames, not args.no_references)
     log(f"{name}: training on {len(train)} frames ({params})")

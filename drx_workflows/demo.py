@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from drx_workflows.enumeration import EnumerationSettings
-from drx_workflows.store import StoreConfig, open_store
+from drx_workflows.enumeration.sampling import EnumerationSettings
 
 # The study's first slice composition LiMn0.5Ni0.5O2, a few 2- and 3-TM orderings over
+from drx_workflows.store.client import open_store
+from drx_workflows.store.config import StoreConfig
+
 # all nine TMs, and top-of-charge structures: 20 structures of 16 atoms or fewer.
 DEMO_DATASETS = (
     EnumerationSettings(tms=("Mn", "Ni"), n_tm=(2,), per_ntm=8, toc_per_ntm=2, max_cation_sites=8, seed=0),
@@ -51,7 +53,7 @@ def surrogate_command() -> str:
 
 def write_demo_fworker(root: Path, store) -> Path:
     from drx_workflows.fileio import atomic_write_text
-    from drx_workflows.vasp.dbfile import write_db_file
+    from drx_workflows.store.dbfile import write_db_file
 
     db = write_db_file(root / "db.json", store.config)
     text = (
@@ -70,14 +72,17 @@ def write_demo_fworker(root: Path, store) -> Path:
 
 
 def run_demo(settings: DemoSettings) -> dict:
-    from drx_workflows.enumeration import enumerate_drx
-    from drx_workflows.enumeration.dataset import save_records
-    from drx_workflows.mliap.flows import TrainingRequest, submit_slice
+    from drx_workflows.enumeration.sampling import enumerate_drx
+    from drx_workflows.pipeline.relax import submit as sub
+    from drx_workflows.pipeline.relax.references import submit_references
+    from drx_workflows.pipeline.relax.status import relax_status
+    from drx_workflows.pipeline.training.slice_flows import (
+        TrainingRequest,
+        submit_slice,
+    )
     from drx_workflows.slices.definition import SliceDefinition
-    from drx_workflows.slices.members import define_slice
-    from drx_workflows.vasp import submit as sub
-    from drx_workflows.vasp.references import submit_references
-    from drx_workflows.vasp.status import relax_status
+    from drx_workflows.store.slices import define_slice
+    from drx_workflows.store.structures import save_records
 
     echo = settings.echo
     root = settings.root.absolute()
@@ -143,11 +148,11 @@ def _relax_with_progress(store, fworker: Path, launch_dir: Path, echo) -> int:
     import logging
     import warnings
 
-    from drx_workflows.mliap.flows import TRAIN_KIND
-    from drx_workflows.vasp.launch import launch
-
     import atomate.vasp.drones  # noqa: F401  (it sets its logger's level on import: import first)
     import fireworks.core.rocket as fw_rocket
+
+    from drx_workflows.pipeline.launch.local import launch
+    from drx_workflows.pipeline.training.firetasks import TRAIN_KIND
 
     # One line per structure is enough here; FireWorks' rocket and atomate's drone log each
     # step at INFO (their logs still go to the launch folders).
@@ -179,7 +184,7 @@ def _relax_with_progress(store, fworker: Path, launch_dir: Path, echo) -> int:
 
 
 def _report(store, root: Path, steps: int, echo) -> Path:
-    from drx_workflows.analysis.report import write_report
+    from drx_workflows.pipeline.report import write_report
 
     doc = store.potentials.find_one({"slice": DEMO_SLICE, "backend": DEMO_BACKEND}, sort=[("generation", -1)])
     if doc is None:
@@ -200,7 +205,7 @@ DEMO_VOLTAGE_POTENTIAL = ("Mn0.5Ni0.5",)
 
 
 def _voltages(store, echo) -> None:
-    from drx_workflows.analysis.voltage import demo_voltages
+    from drx_workflows.pipeline.voltages import demo_voltages
 
     echo("      average Li-intercalation voltages (surrogate engine, NOT DFT):")
     demo_voltages(store, echo, max_per_state=1, potential_keys=DEMO_VOLTAGE_POTENTIAL)

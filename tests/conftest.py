@@ -21,13 +21,14 @@ def shared_dir():
 @pytest.fixture
 def fresh_store(tmp_path, monkeypatch):
     """An embedded store in tmp_path, opened in this process and closed after the test."""
-    from drx_workflows import store as store_mod
+    from drx_workflows.store import client as store_mod
+    from drx_workflows.store import config as store_config
 
     for leftover in list(store_mod._OPEN.values()):
         leftover.close()
-    monkeypatch.delenv(store_mod.ENV_LAUNCHPAD, raising=False)
-    monkeypatch.delenv(store_mod.ENV_STORE, raising=False)
-    st = store_mod.open_store(store_mod.StoreConfig.embedded(tmp_path / "store" / "store.json"))
+    monkeypatch.delenv(store_config.ENV_LAUNCHPAD, raising=False)
+    monkeypatch.delenv(store_config.ENV_STORE, raising=False)
+    st = store_mod.open_store(store_config.StoreConfig.embedded(tmp_path / "store" / "store.json"))
     yield st
     st.close()
 

@@ -22,10 +22,11 @@ _PREPARE = textwrap.dedent(
     import json, sys
     from pathlib import Path
     from drx_workflows.demo import write_demo_fworker
-    from drx_workflows.enumeration import EnumerationSettings, enumerate_drx
-    from drx_workflows.enumeration.dataset import save_records
-    from drx_workflows.store import StoreConfig, open_store
-    from drx_workflows.vasp import submit as sub
+    from drx_workflows.enumeration.sampling import EnumerationSettings, enumerate_drx
+    from drx_workflows.store.structures import save_records
+    from drx_workflows.store.config import StoreConfig
+    from drx_workflows.store.client import open_store
+    from drx_workflows.pipeline.relax import submit as sub
 
     root, n, seed, per_ntm = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     store = open_store(StoreConfig.embedded(root / "store.json"))
@@ -92,8 +93,8 @@ def local_qadapter(dst: Path, store, fworker, wait: float = 600, template: Path 
     """
     from ruamel.yaml import YAML
 
-    from drx_workflows.store import StoreConfig
-    from drx_workflows.vasp.queue import job_rocket_command
+    from drx_workflows.pipeline.launch.queue import job_rocket_command
+    from drx_workflows.store.config import StoreConfig
 
     template = template or REPO / "fw_configs" / "my_qadapter_slurm.yaml"
     yaml = YAML(typ="safe")

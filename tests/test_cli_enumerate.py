@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from conftest import run_drx
 
 
@@ -65,7 +64,7 @@ def test_store_and_launchpad_together_is_an_error(tmp_path):
 
 
 def test_every_subcommand_has_help(tmp_path):
-    from drx_workflows.cli import cli
+    from drx_workflows.cli.main import cli
 
     for name in cli.commands:
         if name == "lpad":  # passes everything to FireWorks' lpad, including --help

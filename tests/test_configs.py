@@ -4,10 +4,15 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, run_drx
-from drx_workflows.configs import check_walltime, load_fworker, load_launchpad, load_qadapter
+
 from drx_workflows.errors import DrxError
+from drx_workflows.pipeline.launch.configs import (
+    check_walltime,
+    load_fworker,
+    load_launchpad,
+    load_qadapter,
+)
 
 SLURM = REPO / "fw_configs" / "my_qadapter_slurm.yaml"
 PBS = REPO / "fw_configs" / "my_qadapter_pbs.yaml"

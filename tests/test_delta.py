@@ -11,12 +11,13 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-
 from conftest import SHARED, run_drx
+
 from drx_workflows.errors import DrxError
 from drx_workflows.mliap.base import backend_class
 from drx_workflows.mliap.data import read_xsf, read_xsf_dir, split_sane
-from drx_workflows.mliap.delta import ChgnetBase, DeltaPotential
+from drx_workflows.mliap.delta.bases import ChgnetBase
+from drx_workflows.mliap.delta.potential import DeltaPotential
 
 DATA = SHARED / "data" / "drx_dft"
 # small Li-Mn-Ni-O cells of the sample (16 atoms, and one 8-atom cell of another arrangement)
@@ -191,9 +192,9 @@ def test_cli_train_then_rank_by_uncertainty(tmp_path):
     """drx import -> drx train --backend delta -> drx enumerate -> drx rank --out csv."""
     from drx_workflows.enumeration.records import structure_from_doc
     from drx_workflows.mliap.data import Configuration
-    from drx_workflows.mliap.training import load_potential
-    from drx_workflows.store import StoreConfig, open_store
-
+    from drx_workflows.store.client import open_store
+    from drx_workflows.store.config import StoreConfig
+    from drx_workflows.store.potentials import load_potential
     data = tmp_path / "xsf"
     data.mkdir()
     for i in TRAIN_IDS + TEST_IDS + ["474"]:  # 474 is unphysical: import leaves it out

@@ -14,7 +14,7 @@ SCRIPT = textwrap.dedent(
     import json, sys
     from pathlib import Path
     from drx_workflows.demo import DemoSettings, run_demo
-    from drx_workflows.enumeration import EnumerationSettings
+    from drx_workflows.enumeration.sampling import EnumerationSettings
     tiny = (EnumerationSettings(tms=("Mn", "Ni"), n_tm=(2,), per_ntm=3, toc_per_ntm=1, max_cation_sites=4, seed=0),)
     summary = run_demo(DemoSettings(root=Path(sys.argv[1]), datasets=tiny, extra_incar={"EDIFFG": -0.1},
                                     ann={"hidden_layers": [5], "epochs": 30, "radial_order": 4, "angular_order": 2}))

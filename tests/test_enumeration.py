@@ -8,9 +8,14 @@ import pytest
 from pymatgen.analysis.structure_matcher import StructureMatcher
 
 from drx_workflows.constants import TMS
-from drx_workflows.enumeration import EnumerationSettings, enumerate_drx
 from drx_workflows.enumeration.records import DrxRecord
-from drx_workflows.enumeration.rocksalt import LABEL_OF, PRIMITIVE_CELL, ANION_SHIFT, supercells
+from drx_workflows.enumeration.rocksalt import (
+    ANION_SHIFT,
+    LABEL_OF,
+    PRIMITIVE_CELL,
+    supercells,
+)
+from drx_workflows.enumeration.sampling import EnumerationSettings, enumerate_drx
 from drx_workflows.errors import DrxError
 
 SMALL = EnumerationSettings(per_ntm=6, toc_per_ntm=2, max_cation_sites=18, seed=7)

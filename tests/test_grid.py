@@ -4,14 +4,21 @@ import shutil
 
 import numpy as np
 import pytest
+from conftest import run_drx
 
 from drx_workflows.errors import DrxError
-from drx_workflows.mliap.flows import launch_ml_fireworks, training_status
-from drx_workflows.mliap.grid import GRID_POINTS, GRID_SEARCHES, load_grid, submit_grid
-from drx_workflows.mliap.training import load_potential
-from drx_workflows.slices.importers import import_slice, load_slice
-
-from conftest import run_drx
+from drx_workflows.pipeline.training.grid_search import (
+    GRID_POINTS,
+    GRID_SEARCHES,
+    load_grid,
+)
+from drx_workflows.pipeline.training.grid_workflow import submit_grid
+from drx_workflows.pipeline.training.slice_flows import (
+    launch_ml_fireworks,
+    training_status,
+)
+from drx_workflows.store.imports import import_slice, load_slice
+from drx_workflows.store.potentials import load_potential
 
 GRID = """\
 ann:
@@ -92,7 +99,7 @@ def test_bad_grid_file_cli_one_line_before_anything(tmp_path):
 def test_mtp_firework_fails_with_one_clear_line_without_mlp(fresh_store, xsf12, tmp_path, monkeypatch):
     from fireworks import Workflow
 
-    from drx_workflows.mliap.flows import training_firework
+    from drx_workflows.pipeline.training.firetasks import training_firework
 
     monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no MLIP-2 `mlp` anywhere (there is none in any registry)
     import_slice(fresh_store, "g", xsf12, test_fraction=0.25, seed=0)

@@ -3,11 +3,11 @@
 
 import numpy as np
 import pytest
+from conftest import run_drx
 
 from drx_workflows.errors import DrxError
-from drx_workflows.slices.importers import import_slice, load_slice, read_configurations
-
-from conftest import run_drx
+from drx_workflows.mliap.readers import read_configurations
+from drx_workflows.store.imports import import_slice, load_slice
 
 
 def test_import_the_published_xsf_sample(fresh_store, shared_dir):

@@ -7,7 +7,13 @@ import pytest
 
 from drx_workflows.errors import DrxError
 from drx_workflows.mliap.base import Prediction, backend_class, parse_backends
-from drx_workflows.mliap.data import Configuration, read_xsf, read_xsf_dir, split_sane, write_xsf
+from drx_workflows.mliap.data import (
+    Configuration,
+    read_xsf,
+    read_xsf_dir,
+    split_sane,
+    write_xsf,
+)
 from drx_workflows.mliap.metrics import compute_metrics
 
 

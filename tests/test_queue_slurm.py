@@ -7,10 +7,19 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, run_drx
-from drx_drill import (documents, fw_states, job_states, local_qadapter, prepare_slice, read_store, slurm_down,
-                       slurm_up, tasks_per_structure, wait_for_jobs)
+from drx_drill import (
+    documents,
+    fw_states,
+    job_states,
+    local_qadapter,
+    prepare_slice,
+    read_store,
+    slurm_down,
+    slurm_up,
+    tasks_per_structure,
+    wait_for_jobs,
+)
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +42,7 @@ def test_slurm_script_is_idempotent(local_slurm):
 
 
 def test_job_script_is_the_template_filled_in(tmp_path):
-    from drx_workflows.configs import load_qadapter
+    from drx_workflows.pipeline.launch.configs import load_qadapter
 
     q = local_qadapter(tmp_path / "q.yaml", tmp_path / "store.json", tmp_path / "w.yaml")
     script = load_qadapter(q).get_script_str(str(tmp_path / "launcher_x"))
@@ -47,8 +56,9 @@ _LIGHT = """
 import sys
 from pathlib import Path
 from fireworks import Firework, ScriptTask, Workflow
-from drx_workflows.store import StoreConfig, open_store
-from drx_workflows.vasp.dbfile import write_db_file
+from drx_workflows.store.config import StoreConfig
+from drx_workflows.store.client import open_store
+from drx_workflows.store.dbfile import write_db_file
 root = Path(sys.argv[1])
 st = open_store(StoreConfig.embedded(root / "store.json"))
 lp = st.launchpad()

@@ -11,9 +11,16 @@ import subprocess
 import time
 
 import pytest
-
 from conftest import run_drx
-from drx_drill import DRX, clean_env, documents, fw_states, prepare_slice, read_store, tasks_per_structure
+from drx_drill import (
+    DRX,
+    clean_env,
+    documents,
+    fw_states,
+    prepare_slice,
+    read_store,
+    tasks_per_structure,
+)
 
 
 def _script_workflow(lp, n, seconds):
@@ -29,7 +36,7 @@ def test_each_firework_is_on_disk_when_it_completes(fresh_store, tmp_path):
     from fireworks import FWorker
     from fireworks.core.rocket_launcher import rapidfire
 
-    from drx_workflows.vasp.recovery import durable_launches
+    from drx_workflows.pipeline.launch.recovery import durable_launches
 
     lp = fresh_store.launchpad()
     _script_workflow(lp, 3, 0)
@@ -56,7 +63,7 @@ def test_each_firework_is_on_disk_when_it_completes(fresh_store, tmp_path):
 def test_recover_puts_a_lost_run_back_and_drops_its_task_document(fresh_store, tmp_path):
     from fireworks import FWorker
 
-    from drx_workflows.vasp.recovery import recover
+    from drx_workflows.pipeline.launch.recovery import recover
 
     lp = fresh_store.launchpad()
     _script_workflow(lp, 2, 0)

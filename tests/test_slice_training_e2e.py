@@ -5,14 +5,15 @@ import numpy as np
 import pytest
 
 from drx_workflows.demo import write_demo_fworker
-from drx_workflows.enumeration import EnumerationSettings, enumerate_drx
-from drx_workflows.enumeration.dataset import save_records
-from drx_workflows.mliap.flows import TRAIN_KIND, TrainingRequest, submit_slice
-from drx_workflows.mliap.tasks import frames_of_task
-from drx_workflows.mliap.training import load_potential
+from drx_workflows.enumeration.sampling import EnumerationSettings, enumerate_drx
+from drx_workflows.pipeline.launch.local import launch
+from drx_workflows.pipeline.training.firetasks import TRAIN_KIND
+from drx_workflows.pipeline.training.slice_flows import TrainingRequest, submit_slice
 from drx_workflows.slices.definition import SliceDefinition
-from drx_workflows.slices.members import define_slice
-from drx_workflows.vasp.launch import launch
+from drx_workflows.store.potentials import load_potential
+from drx_workflows.store.slices import define_slice
+from drx_workflows.store.structures import save_records
+from drx_workflows.store.training_data import frames_of_task
 
 TINY_ANN = {"hidden_layers": [4], "epochs": 20, "radial_order": 4, "angular_order": 1}
 LOOSE = {"EDIFFG": -0.1}

@@ -5,15 +5,16 @@ import json
 import pytest
 from fireworks import FWAction, FWorker
 
-from drx_workflows.enumeration import EnumerationSettings, enumerate_drx
-from drx_workflows.enumeration.dataset import save_records
+from drx_workflows.enumeration.sampling import EnumerationSettings, enumerate_drx
 from drx_workflows.errors import DrxError
-from drx_workflows.mliap.flows import TRAIN_KIND, TrainingRequest, submit_slice
+from drx_workflows.pipeline.relax.status import relax_status
+from drx_workflows.pipeline.relax.submit import submit_structures
+from drx_workflows.pipeline.training.firetasks import TRAIN_KIND
+from drx_workflows.pipeline.training.slice_flows import TrainingRequest, submit_slice
 from drx_workflows.slices.definition import SliceDefinition
-from drx_workflows.slices.members import define_slice, load_slice_state
-from drx_workflows.vasp.status import relax_status
-from drx_workflows.vasp.submit import submit_structures
-from drx_workflows.vasp.workflows import WF_KIND_RELAX
+from drx_workflows.store.slices import define_slice, load_slice_state
+from drx_workflows.store.structures import save_records
+from drx_workflows.vasp.metadata import WF_KIND_RELAX
 
 TINY_ANN = {"hidden_layers": [4], "epochs": 5, "radial_order": 4, "angular_order": 1}
 
@@ -195,10 +196,9 @@ def _frame_task(drx_id, structure, energy, task_id):
 
 def test_training_with_references_waits_for_them_and_trains_on_them(fresh_store):
     from drx_workflows.enumeration.records import structure_from_doc
-    from drx_workflows.mliap.tasks import slice_data
-    from drx_workflows.vasp.references import (
-        LI_REFERENCE_ID, WF_KIND_REFERENCE, reference_structures, submit_references,
-    )
+    from drx_workflows.store.training_data import slice_data
+    from drx_workflows.pipeline.relax.references import submit_references
+    from drx_workflows.vasp.references import LI_REFERENCE_ID, WF_KIND_REFERENCE, reference_structures
 
     _enumerate(fresh_store, per_ntm=4)
     define_slice(fresh_store, SliceDefinition("s", kind="all", test_fraction=0.25))

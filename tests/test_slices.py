@@ -4,9 +4,9 @@ from collections import Counter
 
 import pytest
 
-from drx_workflows.enumeration import EnumerationSettings, enumerate_drx
+from drx_workflows.enumeration.sampling import EnumerationSettings, enumerate_drx
 from drx_workflows.errors import DrxError
-from drx_workflows.slices import SliceDefinition, stratified_split
+from drx_workflows.slices.definition import SliceDefinition, stratified_split
 
 
 @pytest.fixture(scope="module")

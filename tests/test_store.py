@@ -8,11 +8,11 @@ import textwrap
 import time
 
 import pytest
+from conftest import run_drx
 
 from drx_workflows.errors import DrxError, StoreCorruptError, StoreUnreachableError
-from drx_workflows.store import StoreConfig, open_store
-
-from conftest import run_drx
+from drx_workflows.store.client import open_store
+from drx_workflows.store.config import StoreConfig
 
 
 def _py(code, env=None, timeout=120):
@@ -34,7 +34,8 @@ def test_launchpad_and_collections_share_one_client(fresh_store):
 def test_writes_survive_the_process_and_are_saved_atomically(tmp_path):
     path = tmp_path / "s" / "store.json"
     code = f"""
-        from drx_workflows.store import StoreConfig, open_store
+        from drx_workflows.store.config import StoreConfig
+        from drx_workflows.store.client import open_store
         st = open_store(StoreConfig.embedded({str(path)!r}))
         st.structures.insert_one({{"drx_id": "drx-a", "n_tm": 2}})
         st.launchpad().fireworks.insert_one({{"fw_id": 7}})
@@ -45,7 +46,8 @@ def test_writes_survive_the_process_and_are_saved_atomically(tmp_path):
     assert data["drx"]["structures"]["documents"][0][1]["drx_id"] == "drx-a"
     r = _py(
         f"""
-        from drx_workflows.store import StoreConfig, open_store
+        from drx_workflows.store.config import StoreConfig
+        from drx_workflows.store.client import open_store
         st = open_store(StoreConfig.embedded({str(path)!r}))
         print(st.structures.count_documents({{}}), st.db["fireworks"].count_documents({{}}))
         """
@@ -68,7 +70,7 @@ def test_second_process_can_wait_for_the_store(tmp_path):
         [
             sys.executable,
             "-c",
-            f"from drx_workflows.store import *; import time; s=open_store(StoreConfig.embedded({str(path)!r})); "
+            f"from drx_workflows.store.client import *; import time; s=open_store(StoreConfig.embedded({str(path)!r})); "
             "s.structures.insert_one({'drx_id': 'first'}); print('held', flush=True); time.sleep(2)",
         ],
         stdout=subprocess.PIPE,
@@ -87,7 +89,7 @@ def test_corrupted_store_gives_clear_error_and_keeps_good_copy(tmp_path):
     path = tmp_path / "store.json"
     for i in range(2):  # two saves, so a .bak exists
         r = _py(
-            f"from drx_workflows.store import *; s=open_store(StoreConfig.embedded({str(path)!r})); "
+            f"from drx_workflows.store.client import *; s=open_store(StoreConfig.embedded({str(path)!r})); "
             f"s.structures.insert_one({{'drx_id': 'x{i}'}})"
         )
         assert r.returncode == 0, r.stderr
@@ -125,7 +127,7 @@ def test_uri_credentials_are_redacted():
     cfg = StoreConfig(kind="mongodb", host="mongodb://bob:pw123@db.example:27017/drx", uri_mode=True)
     assert "pw123" not in cfg.describe() and "pw123" not in repr(cfg)
     with pytest.raises(StoreUnreachableError):
-        from drx_workflows.store import _connect_mongodb
+        from drx_workflows.store.client import _connect_mongodb
 
         _connect_mongodb(StoreConfig(kind="mongodb", host="127.0.0.1", port=9, password="zz"), 1.0)
 
@@ -142,7 +144,7 @@ def test_corrupt_error_type(tmp_path):
     path.write_text("not json")
     r = _py(
         f"""
-        from drx_workflows.store import *
+        from drx_workflows.store.client import *
         from drx_workflows.errors import StoreCorruptError
         try:
             open_store(StoreConfig.embedded({str(path)!r}))
@@ -153,3 +155,17 @@ def test_corrupt_error_type(tmp_path):
     assert "corrupt:" in r.stdout, r.stderr
     assert path.read_text() == "not json"  # never overwritten by a failed open
     assert StoreCorruptError.__mro__[1] is DrxError
+
+
+def test_workflows_stored_before_the_package_moved_still_load(fresh_store):
+    """Firetasks are stored as {{module.Class}}; the ones stored under their old modules load as the moved classes."""
+    from fireworks.utilities.fw_serializers import load_object
+
+    from drx_workflows.pipeline.relax.firetasks import WriteDrxInputs
+    from drx_workflows.pipeline.training.firetasks import TrainSliceTask
+
+    fresh_store.launchpad()
+    task = load_object({"_fw_name": "{{drx_workflows.vasp.firetasks.WriteDrxInputs}}", "structure": "{}"})
+    assert type(task) is WriteDrxInputs and task["structure"] == "{}"
+    train = load_object({"_fw_name": "{{drx_workflows.mliap.firetasks.TrainSliceTask}}", "slice": "s", "backend": "ann"})
+    assert type(train) is TrainSliceTask

@@ -10,8 +10,9 @@ from pymatgen.core import Lattice, Structure
 
 from drx_workflows.enumeration.records import structure_to_compact
 from drx_workflows.errors import DrxError
-from drx_workflows.vasp import submit as sub
-from drx_workflows.vasp.workflows import check_drx_structure, relax_workflow
+from drx_workflows.pipeline.relax import submit as sub
+from drx_workflows.pipeline.relax.workflows import relax_workflow
+from drx_workflows.vasp.checks import check_drx_structure
 
 TM_PAIRS = list(itertools.combinations(["Mn", "Ni", "Co", "Fe", "Cr", "V", "Ti"], 2))
 
@@ -115,7 +116,7 @@ def test_failed_batch_is_rolled_back_and_rerun_completes(store, monkeypatch):
 
 
 def test_slice_selection_tags_and_status(store):
-    from drx_workflows.vasp.status import relax_status
+    from drx_workflows.pipeline.relax.status import relax_status
 
     fill(store, [make_doc(i, slices=("binary",) if i < 3 else ()) for i in range(5)])
     docs = sub.select_structures(store, slice_name="binary")
@@ -264,9 +265,9 @@ def test_missing_psp_dir_outside_dry_run(store, monkeypatch, tmp_path):
 
 
 def test_launchpad_and_fworker_files_that_do_not_parse(tmp_path):
-    from drx_workflows.store import StoreConfig
-    from drx_workflows.vasp.dbfile import load_db_file
-    from drx_workflows.vasp.launch import load_fworker
+    from drx_workflows.pipeline.launch.local import load_fworker
+    from drx_workflows.store.config import StoreConfig
+    from drx_workflows.store.dbfile import load_db_file
 
     lp = tmp_path / "my_launchpad.yaml"
     lp.write_text("host: [unclosed\nport: 27017\n")
@@ -286,8 +287,8 @@ def test_launchpad_and_fworker_files_that_do_not_parse(tmp_path):
 
 
 def test_db_file_formats(tmp_path):
-    from drx_workflows.vasp.dbfile import load_db_file, write_db_file
-    from drx_workflows.store import StoreConfig
+    from drx_workflows.store.config import StoreConfig
+    from drx_workflows.store.dbfile import load_db_file, write_db_file
 
     (tmp_path / "db.json").write_text('{"mongomock_file": "store/s.json", "database": "drx"}')
     cfg = load_db_file(tmp_path / "db.json")
@@ -317,9 +318,9 @@ def test_drx_cli_bad_input_is_one_line_exit_2(tmp_path):
 
 
 def test_launch_refuses_a_db_file_naming_another_store(store, tmp_path):
-    from drx_workflows.store import StoreConfig
-    from drx_workflows.vasp.dbfile import write_db_file
-    from drx_workflows.vasp.launch import launch
+    from drx_workflows.pipeline.launch.local import launch
+    from drx_workflows.store.config import StoreConfig
+    from drx_workflows.store.dbfile import write_db_file
 
     other = write_db_file(tmp_path / "other_db.json", StoreConfig.embedded(tmp_path / "elsewhere.json"))
     fw = tmp_path / "fw.yaml"
@@ -354,8 +355,8 @@ def test_real_lpad_add_of_the_workflow_file(tmp_path):
     check = (
         "import sys; sys.path.insert(0, %r)\n"
         "from test_submit import make_doc\n"
-        "from drx_workflows.store import open_store, StoreConfig\n"
-        "from drx_workflows.vasp import submit as sub\n"
+        "from drx_workflows.store.client import open_store\nfrom drx_workflows.store.config import StoreConfig\n"
+        "from drx_workflows.pipeline.relax import submit as sub\n"
         "st = open_store(StoreConfig.embedded(%r))\n"
         "r = sub.submit_structures(st, [make_doc(i) for i in range(5)], progress=False)\n"
         "print(r.added, r.already_submitted)\n"
@@ -367,8 +368,8 @@ def test_real_lpad_add_of_the_workflow_file(tmp_path):
 
 def test_enumerated_dataset_with_top_of_charge_structures_submits(fresh_store):
     """LiTMO2 and Li-free TMO2 (half the cation sites vacant) both pass the rocksalt check."""
-    from drx_workflows.enumeration import EnumerationSettings, enumerate_drx
-    from drx_workflows.enumeration.dataset import save_records
+    from drx_workflows.enumeration.sampling import EnumerationSettings, enumerate_drx
+    from drx_workflows.store.structures import save_records
 
     records = enumerate_drx(EnumerationSettings(tms=("Mn", "Ni"), n_tm=(1, 2), per_ntm=4, toc_per_ntm=2)).records
     save_records(fresh_store, records)

@@ -19,7 +19,8 @@ import pytest
 
 pytest.importorskip("chgnet")
 
-from drx_workflows.vasp.surrogate import faults, is_surrogate_run  # noqa: E402
+from drx_workflows.vasp.surrogate import faults  # noqa: E402
+from drx_workflows.vasp.surrogate.marker import is_surrogate_run  # noqa: E402
 from drx_workflows.vasp.surrogate.scf import electronic_energies  # noqa: E402
 
 SHARED_VASP = Path(__file__).resolve().parents[2] / "shared" / "vasp"

@@ -15,8 +15,9 @@ from drx_workflows.errors import DrxError
 from drx_workflows.mliap import base
 from drx_workflows.mliap.base import FitReport, Potential, Prediction
 from drx_workflows.mliap.data import read_xsf_dir, split_sane
-from drx_workflows.mliap.training import load_potential, store_result, to_target, train_and_evaluate
-from drx_workflows.slices import stratified_split
+from drx_workflows.mliap.training import to_target, train_and_evaluate
+from drx_workflows.slices.definition import stratified_split
+from drx_workflows.store.potentials import load_potential, store_result
 
 
 class LinearPotential(Potential):
@@ -92,7 +93,7 @@ def test_cohesive_target_subtracts_the_isolated_atoms(split):
 
 
 def test_report_folder(fresh_store, linear_backend, split, tmp_path):
-    from drx_workflows.analysis.report import write_report
+    from drx_workflows.pipeline.report import write_report
 
     for target in ("total", "cohesive"):
         store_result(fresh_store, train_and_evaluate(linear_backend, *split, "sample", target=target))
@@ -117,7 +118,7 @@ def test_bad_training_input(linear_backend, split):
 
 
 def test_no_potentials_no_report(fresh_store, tmp_path):
-    from drx_workflows.analysis.report import write_report
+    from drx_workflows.pipeline.report import write_report
 
     with pytest.raises(DrxError, match="no trained potentials"):
         write_report(fresh_store, tmp_path / "r")

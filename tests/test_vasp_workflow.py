@@ -129,8 +129,8 @@ def _fworker(tmp_path, **env):
 def test_relax_workflow_end_to_end_with_fake_vasp(tmp_path, monkeypatch, shared_dir, fresh_store):
     from atomate.vasp.powerups import use_fake_vasp
 
-    from drx_workflows.vasp.launch import launch
-    from drx_workflows.vasp.workflows import relax_workflow
+    from drx_workflows.pipeline.launch.local import launch
+    from drx_workflows.pipeline.relax.workflows import relax_workflow
 
     monkeypatch.chdir(tmp_path)
     store = fresh_store
@@ -229,8 +229,8 @@ def _fast_custodian(wf):
 def test_custodian_corrections_reach_task_document(tmp_path, monkeypatch, shared_dir, fresh_store):
     """Real custodian run (double relaxation, handler set) on a fake VASP fed with real outputs:
     the first run is electronically unconverged, UnconvergedErrorHandler fixes INCAR, the rest converge."""
-    from drx_workflows.vasp.launch import launch
-    from drx_workflows.vasp.workflows import relax_workflow
+    from drx_workflows.pipeline.launch.local import launch
+    from drx_workflows.pipeline.relax.workflows import relax_workflow
 
     monkeypatch.chdir(tmp_path)
     for var in ("SLURM_JOB_ID", "PBS_JOBID", "LSB_JOBID", "JOB_ID"):
@@ -266,9 +266,9 @@ def test_custodian_corrections_reach_task_document(tmp_path, monkeypatch, shared
 
 
 def test_fizzled_grouped_by_custodian_error_and_rerun(tmp_path, monkeypatch, shared_dir, fresh_store):
-    from drx_workflows.vasp.launch import launch
-    from drx_workflows.vasp.status import relax_status, rerun_fizzled
-    from drx_workflows.vasp.workflows import relax_workflow
+    from drx_workflows.pipeline.launch.local import launch
+    from drx_workflows.pipeline.relax.status import relax_status, rerun_fizzled
+    from drx_workflows.pipeline.relax.workflows import relax_workflow
 
     monkeypatch.chdir(tmp_path)
     for var in ("SLURM_JOB_ID", "PBS_JOBID", "LSB_JOBID", "JOB_ID"):
@@ -340,8 +340,8 @@ def test_write_inputs_reads_structure_by_drx_id(tmp_path, monkeypatch, fresh_sto
     from pymatgen.io.vasp import Poscar
 
     from drx_workflows.errors import DrxError
-    from drx_workflows.vasp.dbfile import write_db_file
-    from drx_workflows.vasp.firetasks import WriteDrxInputs
+    from drx_workflows.pipeline.relax.firetasks import WriteDrxInputs
+    from drx_workflows.store.dbfile import write_db_file
 
     monkeypatch.chdir(tmp_path)
     doc = drx_doc("drx-0000000000e1")
@@ -359,7 +359,7 @@ def test_write_inputs_reads_structure_by_drx_id(tmp_path, monkeypatch, fresh_sto
 
 
 def test_status_names_errors_from_launch_records():
-    from drx_workflows.vasp.status import error_of_launch
+    from drx_workflows.pipeline.relax.status import error_of_launch
 
     def launch(details=None, trace=""):
         return {"action": {"stored_data": {"_exception": {"_details": details, "_stacktrace": trace}}}}
@@ -378,10 +378,10 @@ def test_isolated_atom_workflow_meets_a_real_handler(tmp_path, monkeypatch, shar
 
     from pymatgen.io.vasp import Incar
 
+    from drx_workflows.pipeline.launch.local import launch
+    from drx_workflows.pipeline.relax.status import relax_status
+    from drx_workflows.pipeline.relax.submit import submit_isolated_atoms
     from drx_workflows.vasp.handlers import read_custodian_log
-    from drx_workflows.vasp.launch import launch
-    from drx_workflows.vasp.status import relax_status
-    from drx_workflows.vasp.submit import submit_isolated_atoms
 
     monkeypatch.chdir(tmp_path)
     for var in ("SLURM_JOB_ID", "PBS_JOBID", "LSB_JOBID", "JOB_ID"):

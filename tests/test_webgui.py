@@ -12,7 +12,6 @@ import time
 import urllib.request
 
 import pytest
-
 from conftest import REPO, run_drx
 from drx_drill import DRX, clean_env, documents, prepare_slice, read_store
 

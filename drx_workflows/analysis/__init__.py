@@ -1,1 +1,1 @@
-"""Stage 6: comparison tables and plots of trained potentials."""
+"""Comparison tables and plots, pure functions of potential and voltage results."""

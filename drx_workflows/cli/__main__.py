@@ -1,3 +1,3 @@
-from drx_workflows.cli import main
+from drx_workflows.cli.main import main
 
 main()

@@ -7,30 +7,13 @@ from pathlib import Path
 
 import click
 
+from drx_workflows.cli.options import int_list, tm_list
 from drx_workflows.cli.progress import bar
 from drx_workflows.constants import TMS
-from drx_workflows.enumeration import EnumerationSettings, enumerate_drx
-from drx_workflows.enumeration.dataset import check_output_path, export_records, save_records
-from drx_workflows.errors import DrxError
-from drx_workflows.store import open_store
-
-
-def _int_list(value: str, option: str) -> tuple[int, ...]:
-    try:
-        out = []
-        for part in value.split(","):
-            if "-" in part:
-                lo, hi = part.split("-")
-                out += range(int(lo), int(hi) + 1)
-            else:
-                out.append(int(part))
-        return tuple(out)
-    except ValueError:
-        raise DrxError(f"{option} takes numbers like 1,2,3 or 1-9, got {value!r}") from None
-
-
-def _tm_list(value: str) -> tuple[str, ...]:
-    return tuple(t.strip() for t in value.replace(" ", ",").split(",") if t.strip())
+from drx_workflows.enumeration.export import check_output_path, export_records
+from drx_workflows.enumeration.sampling import EnumerationSettings, enumerate_drx
+from drx_workflows.store.client import open_store
+from drx_workflows.store.structures import save_records
 
 
 def run_enumeration(store, settings: EnumerationSettings, out: str | None = None):
@@ -74,8 +57,8 @@ def run_enumeration(store, settings: EnumerationSettings, out: str | None = None
 def enumerate_cmd(ctx, tms, n_tm, per_ntm, toc_per_ntm, max_cation_sites, ewald_min_ntm, seed, out):
     """Enumerate symmetry-distinct LiTMO2 and Li-free TMO2 orderings into the store."""
     settings = EnumerationSettings(
-        tms=_tm_list(tms),
-        n_tm=_int_list(n_tm, "--n-tm"),
+        tms=tm_list(tms),
+        n_tm=int_list(n_tm, "--n-tm"),
         per_ntm=per_ntm,
         toc_per_ntm=min(500, per_ntm) if toc_per_ntm is None else toc_per_ntm,
         max_cation_sites=max_cation_sites,

@@ -8,8 +8,8 @@ import click
 
 from drx_workflows.errors import DrxError
 from drx_workflows.fileio import atomic_write_text
-
-from drx_workflows.store import open_store
+from drx_workflows.mliap.hyperparameters import parse_overrides
+from drx_workflows.store.client import open_store
 
 
 @click.command("import")
@@ -23,34 +23,12 @@ def import_cmd(ctx, path, name, test_fraction, seed):
 
     Unphysical configurations (atoms < 1.2 A apart, cells < 4 A^3/atom) are listed and left out.
     """
-    from drx_workflows.slices.importers import import_slice, read_configurations
-
+    from drx_workflows.mliap.readers import read_configurations
+    from drx_workflows.store.imports import import_slice
     read_configurations(path)  # bad files fail here, before the store is opened or locked
     store = open_store(ctx.obj["store_config"])
     report = import_slice(store, name, path, test_fraction=test_fraction, seed=seed)
     click.echo(report.summary())
-
-
-def parse_overrides(pairs, backends) -> dict[str, dict]:
-    """``--set key=value`` (every backend) or ``--set backend.key=value``; values are JSON when they parse."""
-    out = {b: {} for b in backends}
-    for pair in pairs:
-        if "=" not in pair:
-            raise DrxError(f"--set {pair!r}: use key=value or backend.key=value")
-        key, raw = pair.split("=", 1)
-        try:
-            value = json.loads(raw)
-        except ValueError:
-            value = raw
-        if "." in key:
-            backend, key = key.split(".", 1)
-            if backend not in out:
-                raise DrxError(f"--set {pair!r}: backend {backend!r} is not among --backend {','.join(backends)}")
-            out[backend][key] = value
-        else:
-            for b in backends:
-                out[b][key] = value
-    return out
 
 
 @click.command("train")
@@ -80,9 +58,9 @@ def train_cmd(ctx, slice_name, backends, test_slice, target, overrides, frames, 
     (`grid_searches`) and a final firework trains it on the whole training split.
     """
     from drx_workflows.mliap.base import backend_class, parse_backends
-    from drx_workflows.mliap.tasks import slice_data
-    from drx_workflows.mliap.training import store_result, train_and_evaluate
-
+    from drx_workflows.mliap.training import train_and_evaluate
+    from drx_workflows.store.potentials import store_result
+    from drx_workflows.store.training_data import slice_data
     names = parse_backends(backends)
     if grid_file:
         if with_references:
@@ -122,9 +100,9 @@ def train_cmd(ctx, slice_name, backends, test_slice, target, overrides, frames, 
 def _grid(ctx, slice_name, grid_file, names, target, frames, validation_fraction, launch_now, overrides, test_slice):
     from pathlib import Path
 
-    from drx_workflows.mliap.flows import launch_ml_fireworks
-    from drx_workflows.mliap.grid import GRID_SEARCHES, load_grid, submit_grid
-
+    from drx_workflows.pipeline.training.grid_search import GRID_SEARCHES, load_grid
+    from drx_workflows.pipeline.training.grid_workflow import submit_grid
+    from drx_workflows.pipeline.training.slice_flows import launch_ml_fireworks
     if overrides or test_slice:
         raise DrxError("--grid takes its settings from the grid file (no --set, no --test-slice)")
     grid = load_grid(grid_file, names)  # a bad file fails here, before the store is opened
@@ -149,8 +127,8 @@ def _grid(ctx, slice_name, grid_file, names, target, frames, validation_fraction
 @click.pass_context
 def report_cmd(ctx, out_dir):
     """Comparison tables (Markdown) and parity / per-n-TM plots (PNG) of the stored potentials."""
-    from drx_workflows.analysis.report import write_report
-    from drx_workflows.store import open_store
+    from drx_workflows.pipeline.report import write_report
+    from drx_workflows.store.client import open_store
 
     store = open_store(ctx.obj["store_config"])
     path = write_report(store, out_dir)

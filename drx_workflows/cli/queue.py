@@ -1,7 +1,7 @@
 """``drx rlaunch``, ``drx qlaunch``, ``drx recover``, ``drx check-config``: the queue path.
 
 ``drx rlaunch`` is what a queue job runs (the qadapter's ``rocket_launch``); ``drx qlaunch``
-submits such jobs; both are safe on the embedded store (see drx_workflows.vasp.queue).
+submits such jobs; both are safe on the embedded store (see drx_workflows.pipeline.launch.queue).
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ from drx_workflows.errors import DrxError
 
 
 def _config(ctx):
-    from drx_workflows.store import StoreConfig
+    from drx_workflows.store.config import StoreConfig
 
     obj = ctx.find_root().obj or {}
     return obj.get("store_config") or StoreConfig.resolve()
 
 
 def _wait(value, default: float) -> float:
-    from drx_workflows.store import ENV_STORE_WAIT
+    from drx_workflows.store.config import ENV_STORE_WAIT
 
     if value is not None:
         return value
@@ -52,8 +52,8 @@ def rlaunch_cmd(ctx, fworker, launch_dir, store_wait):
 
 
 def _rlaunch(ctx, mode, **kwargs):
-    from drx_workflows.store import open_store
-    from drx_workflows.vasp.queue import rlaunch
+    from drx_workflows.pipeline.launch.queue import rlaunch
+    from drx_workflows.store.client import open_store
 
     o = ctx.obj
     store = open_store(_config(ctx), wait=o["store_wait"])
@@ -90,7 +90,7 @@ def qlaunch_cmd(ctx, qadapter, fworker, launch_dir, store_wait):
 
 
 def _qlaunch(ctx, mode, **kwargs):
-    from drx_workflows.vasp.queue import qlaunch
+    from drx_workflows.pipeline.launch.queue import qlaunch
 
     o = ctx.obj
     run = qlaunch(_config(ctx), o["qadapter"], o["fworker"], o["launch_dir"], mode=mode,
@@ -126,8 +126,8 @@ def qlaunch_rapidfire(ctx, nlaunches, maxjobs_queue, sleep_time, timeout, no_wai
 @_store_wait
 @click.pass_context
 def recover_cmd(ctx, expiration_secs, dry_run, store_wait):
-    from drx_workflows.store import open_store
-    from drx_workflows.vasp.recovery import recover
+    from drx_workflows.pipeline.launch.recovery import recover
+    from drx_workflows.store.client import open_store
 
     store = open_store(_config(ctx), wait=_wait(store_wait, 0.0))
     result = recover(store, expiration_secs=expiration_secs, rerun=not dry_run)
@@ -139,7 +139,7 @@ def recover_cmd(ctx, expiration_secs, dry_run, store_wait):
 @click.option("--fworker", "-w", type=click.Path(dir_okay=False), multiple=True)
 @click.option("--launchpad", "-l", type=click.Path(dir_okay=False), multiple=True)
 def check_config_cmd(qadapter, fworker, launchpad):
-    from drx_workflows import configs
+    from drx_workflows.pipeline.launch import configs
 
     if not (qadapter or fworker or launchpad):
         raise DrxError("name at least one file: --qadapter, --fworker or --launchpad")

@@ -15,8 +15,8 @@ from drx_workflows.errors import DrxError
 
 
 def _store(ctx):
-    from drx_workflows.store import StoreConfig, open_store
-
+    from drx_workflows.store.client import open_store
+    from drx_workflows.store.config import StoreConfig
     obj = ctx.find_root().obj or {}
     config = obj.get("store_config") or StoreConfig.resolve()
     return open_store(config)
@@ -74,8 +74,8 @@ def _parse_query(text):
 def submit(ctx, query, ids_file, slice_name, limit, atoms, batch_size, dry_dir, n_dry, to_file, to_dir, fworker,
            skip_potcar_check, no_check, max_errors, quiet, train_backends, overrides, target, frames, train_category,
            with_references, references=False):
-    from drx_workflows.vasp import submit as sub
-    from drx_workflows.vasp.launch import fworker_is_fake, load_fworker
+    from drx_workflows.pipeline.launch.local import fworker_is_fake, load_fworker
+    from drx_workflows.pipeline.relax import submit as sub
     from drx_workflows.vasp.sets import check_psp_dir
 
     store = _store(ctx)
@@ -96,9 +96,12 @@ def submit(ctx, query, ids_file, slice_name, limit, atoms, batch_size, dry_dir, 
     if train_backends:
         if not slice_name or atoms or references or to_file or to_dir or query or ids_file or limit:
             raise DrxError("--train goes with --slice only (the training fireworks wait for that slice's relaxations)")
-        from drx_workflows.cli.mliap import parse_overrides
         from drx_workflows.mliap.base import parse_backends
-        from drx_workflows.mliap.flows import TrainingRequest, submit_slice
+        from drx_workflows.mliap.hyperparameters import parse_overrides
+        from drx_workflows.pipeline.training.slice_flows import (
+            TrainingRequest,
+            submit_slice,
+        )
 
         names = parse_backends(train_backends)
         request = TrainingRequest(names, parse_overrides(overrides, names), target, frames, train_category, with_references)
@@ -109,7 +112,10 @@ def submit(ctx, query, ids_file, slice_name, limit, atoms, batch_size, dry_dir, 
     if overrides or with_references:
         raise DrxError("--set and --with-references go with --train")
     if slice_name and not (atoms or to_file or to_dir or query or ids_file or limit):
-        from drx_workflows.mliap.flows import TrainingRequest, submit_slice
+        from drx_workflows.pipeline.training.slice_flows import (
+            TrainingRequest,
+            submit_slice,
+        )
 
         request = TrainingRequest.of_slice(store, slice_name)
         if request is not None:  # the slice trains: its new generation gets the same training fireworks
@@ -118,8 +124,8 @@ def submit(ctx, query, ids_file, slice_name, limit, atoms, batch_size, dry_dir, 
             click.echo(submit_slice(store, slice_name, request, check=not no_check, **wf_kwargs).summary())
             return
     if atoms or references:
-        from drx_workflows.vasp.references import reference_workflows
-        from drx_workflows.vasp.workflows import isolated_atom_workflows
+        from drx_workflows.pipeline.relax.references import reference_workflows
+        from drx_workflows.pipeline.relax.workflows import isolated_atom_workflows
 
         wfs = (isolated_atom_workflows() if atoms else []) + (reference_workflows() if references else [])
     else:
@@ -154,9 +160,8 @@ def submit(ctx, query, ids_file, slice_name, limit, atoms, batch_size, dry_dir, 
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 @click.pass_context
 def status(ctx, as_json):
-    from drx_workflows.vasp.status import format_status, relax_status
-
-    from drx_workflows.mliap.flows import training_status
+    from drx_workflows.pipeline.relax.status import format_status, relax_status
+    from drx_workflows.pipeline.training.slice_flows import training_status
 
     store = _store(ctx)
     st = relax_status(store)
@@ -169,7 +174,7 @@ def status(ctx, as_json):
 @click.option("--error", "error_name", help="Only this error, as listed by `drx status` (e.g. UnconvergedErrorHandler).")
 @click.pass_context
 def rerun(ctx, fizzled, error_name):
-    from drx_workflows.vasp.status import rerun_fizzled
+    from drx_workflows.pipeline.relax.status import rerun_fizzled
 
     ids = rerun_fizzled(_store(ctx), error_name)
     click.echo(f"rerun {len(ids)} fizzled fireworks" + (f" stopped by {error_name}" if error_name else ""))
@@ -183,7 +188,7 @@ def rerun(ctx, fizzled, error_name):
 @click.option("--timeout", type=int, default=None, help="Stop launching new fireworks after this many seconds.")
 @click.pass_context
 def launch(ctx, nlaunches, fworker, launch_dir, sleep_time, timeout):
-    from drx_workflows.vasp.launch import launch as run_launch
+    from drx_workflows.pipeline.launch.local import launch as run_launch
 
     n = run_launch(_store(ctx), fworker, nlaunches=nlaunches, launch_dir=launch_dir, sleep_time=sleep_time, timeout=timeout)
     click.echo(f"{n} launches")

@@ -24,8 +24,8 @@ def slice_cmd(ctx, name, kind, composition, fraction, test_fraction, seed):
     """
     from drx_workflows.errors import DrxError
     from drx_workflows.slices.definition import SliceDefinition
-    from drx_workflows.slices.members import define_slice
-    from drx_workflows.store import open_store
+    from drx_workflows.store.client import open_store
+    from drx_workflows.store.slices import define_slice
 
     store = open_store(ctx.obj["store_config"])
     old = store.slices.find_one({"name": name})

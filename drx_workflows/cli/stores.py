@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from drx_workflows.store import STRUCTURES, TASKS, open_store
+from drx_workflows.store.client import open_store
+from drx_workflows.store.config import STRUCTURES, TASKS
 
 
 @click.command("info")

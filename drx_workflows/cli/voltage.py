@@ -29,50 +29,52 @@ def voltage_cmd(ctx, composition, all_compositions, which, li_reference, fmax, s
     enumerated orderings and bcc Li itself.  Potential results are kept in the store and shown
     by `drx report`.
     """
-    from drx_workflows.analysis import voltage as V
     from drx_workflows.fileio import atomic_write_text
-    from drx_workflows.store import open_store
+    from drx_workflows.pipeline import voltages as pipeline_voltages
+    from drx_workflows.store import voltages as stored
+    from drx_workflows.store.client import open_store
+    from drx_workflows.voltages import energies
 
     if bool(composition) == bool(all_compositions):
         raise DrxError("give one COMPOSITION (e.g. LiMn0.5Ni0.5O2) or --all")
-    key = V.parse_composition(composition) if composition else None
+    key = energies.parse_composition(composition) if composition else None
     store = open_store(ctx.obj["store_config"])
     results, failures, first_error = [], [], None
     if key:
         try:
-            r = V.dft_voltage(store, key)
+            r = stored.dft_voltage(store, key)
             results.append(r)
-            click.echo(V.format_result(r))
+            click.echo(energies.format_result(r))
         except DrxError as exc:
             first_error = str(exc)
             failures.append(f"Li{key}O2 DFT: {exc}")
     else:
-        refs, problems = V.dft_voltages(store)
+        refs, problems = stored.dft_voltages(store)
         results += refs
         for r in refs:
-            click.echo(V.format_result(r))
+            click.echo(energies.format_result(r))
         failures += [f"Li{k}O2 DFT: {msg}" for k, msg in problems.items()]
     if which != "none" and store.potentials.count_documents({}):
         kwargs = {"fmax": fmax, "steps": steps, "max_per_state": max_per_state}
-        modes = V.LI_REFERENCES if li_reference == "both" else (li_reference,)
+        modes = energies.LI_REFERENCES if li_reference == "both" else (li_reference,)
         if li_reference == "dft":
-            V.li_reference_energy(store)  # "cannot compute voltage: missing the bcc Li reference ..."
+            stored.li_reference_energy(store)  # "cannot compute voltage: missing the bcc Li reference ..."
         pred, problems = [], {}
         for mode in modes:
             if mode == "dft" and li_reference == "both":
                 try:
-                    V.li_reference_energy(store)
+                    stored.li_reference_energy(store)
                 except DrxError:
                     continue  # no reference task: the potential's own Li only
             # the second mode reuses the relaxations cached by the first
-            p, probs = V.potential_voltages(store, keys=[key] if key else None, which=which, li_reference=mode, **kwargs)
+            p, probs = pipeline_voltages.potential_voltages(store, keys=[key] if key else None, which=which, li_reference=mode, **kwargs)
             pred += p
             problems.update(probs)
         results += pred
         ref = {r.composition: r.voltage for r in results if r.source in ("dft", "surrogate")}
         for r in pred:
             diff = f"; {r.voltage - ref[r.composition]:+.3f} V vs reference" if r.composition in ref else ""
-            click.echo(V.format_result(r) + diff)
+            click.echo(energies.format_result(r) + diff)
         failures += [f"Li{k}O2 {label}: {msg}" for (label, k), msg in problems.items()]
     if not results:
         raise DrxError(first_error or (failures[0] if failures else "cannot compute voltage: no composition has data"))

@@ -188,7 +188,9 @@ def _ewald_orderings(
     combo: tuple[str, ...], quota: int, cells: list[Supercell], rng: np.random.Generator, seen: set
 ) -> list[DrxRecord]:
     from pymatgen.core import Lattice, Structure
-    from pymatgen.transformations.standard_transformations import OrderDisorderedStructureTransformation
+    from pymatgen.transformations.standard_transformations import (
+        OrderDisorderedStructureTransformation,
+    )
 
     transformation = OrderDisorderedStructureTransformation(
         algo=OrderDisorderedStructureTransformation.ALGO_BEST_FIRST

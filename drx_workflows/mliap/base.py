@@ -89,7 +89,7 @@ BACKENDS: dict[str, str] = {
     "qsnap": "drx_workflows.mliap.snap:QSnapPotential",
     "mtp": "drx_workflows.mliap.mtp:MtpPotential",
     "mace": "drx_workflows.mliap.mace:MacePotential",
-    "delta": "drx_workflows.mliap.delta:DeltaPotential",
+    "delta": "drx_workflows.mliap.delta.potential:DeltaPotential",
 }
 
 

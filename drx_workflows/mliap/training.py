@@ -1,4 +1,4 @@
-"""Train a backend on a slice, evaluate it, and keep the model and its metrics in the store.
+"""Train a backend on configurations and evaluate it: targets, training results, parity points.
 
 Targets: ``total`` energies as computed, or ``cohesive`` energies (the study's
 isolated-atom reference energies subtracted), chosen per run.  Metrics are reported on
@@ -7,10 +7,6 @@ the same target the model was trained on; per-atom errors are the same either wa
 
 from __future__ import annotations
 
-import io
-import os
-import tarfile
-import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,7 +18,6 @@ from drx_workflows.mliap.data import Configuration
 from drx_workflows.mliap.metrics import Metrics, compute_metrics
 
 TARGETS = ("total", "cohesive")
-MODEL_FILES = "potential_files"  # GridFS bucket of the potentials collection
 
 
 @dataclass
@@ -141,31 +136,3 @@ def parity_points(refs: list[Configuration], preds) -> dict:
         step = max(1, len(rf) // MAX_FORCE_POINTS)
         forces = np.stack([rf[::step], pf[::step]], axis=1).round(5).tolist()
     return {"energies": energies, "forces": forces}
-
-
-def store_result(store, result: TrainingResult, extra: dict | None = None) -> dict:
-    """Model folder into GridFS (tar.gz) and a ``potentials`` document with the metrics."""
-    import gridfs
-
-    with tempfile.TemporaryDirectory() as tmp:
-        model_dir = result.potential.save(Path(tmp) / "model")
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-            tar.add(model_dir, arcname="model")
-    fs = gridfs.GridFS(store.db, MODEL_FILES)
-    file_id = fs.put(buf.getvalue(), filename=f"{result.backend}-{result.slice}.tar.gz")
-    doc = {**result.to_doc(), "model_file_id": file_id, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), **(extra or {})}
-    store.potentials.insert_one(doc)
-    store.save()
-    return doc
-
-
-def load_potential(store, doc: dict, directory: str | os.PathLike) -> Potential:
-    """Unpack a stored model into ``directory`` and load it with its backend."""
-    import gridfs
-
-    data = gridfs.GridFS(store.db, MODEL_FILES).get(doc["model_file_id"]).read()
-    directory = Path(directory)
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-        tar.extractall(directory, filter="data")
-    return backend_class(doc["backend"]).load(directory / "model")

@@ -7,7 +7,7 @@ import json
 import os
 
 from drx_workflows.vasp.handlers import read_custodian_log, summarize_corrections
-from drx_workflows.vasp.surrogate import is_surrogate_run
+from drx_workflows.vasp.surrogate.marker import is_surrogate_run
 
 
 def build_task_doc(calc_dir: str, additional_fields: dict | None = None) -> dict:
@@ -65,30 +65,6 @@ def _plain(obj):
     if isinstance(obj, int) and type(obj) is not int:
         return int(obj)
     return obj
-
-
-def insert_task_doc(db_file: str, doc: dict) -> int:
-    """Insert (or replace, for a rerun of the same directory) a task doc; returns its task_id."""
-    from pymongo import ReturnDocument
-
-    from drx_workflows.store import open_store
-    from drx_workflows.vasp.dbfile import load_db_file
-
-    store = open_store(load_db_file(db_file))
-    tasks = store.tasks
-    existing = tasks.find_one({"dir_name": doc["dir_name"]}, {"task_id": 1})
-    if existing and existing.get("task_id") is not None:
-        doc["task_id"] = existing["task_id"]
-        tasks.replace_one({"_id": existing["_id"]}, doc)
-    else:
-        counter = store.db["counter"].find_one_and_update(
-            {"_id": "taskid"}, {"$inc": {"c": 1}}, upsert=True, return_document=ReturnDocument.AFTER
-        )
-        doc["task_id"] = counter["c"]
-        tasks.insert_one(doc)
-    doc.pop("_id", None)
-    store.save()
-    return doc["task_id"]
 
 
 def write_task_json(doc: dict, path: str) -> None:

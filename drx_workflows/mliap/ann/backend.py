@@ -36,7 +36,17 @@ from drx_workflows.mliap.ann.descriptors import (
     neighbours,
     species_weights,
 )
-from drx_workflows.mliap.ann.model import ACTIVATIONS, AtomicNets, composition_matrix, fit_element_shifts
+from drx_workflows.mliap.ann.model import (
+    ACTIVATIONS,
+    DTYPE,
+    AtomicNets,
+)
+from drx_workflows.mliap.ann.training import (
+    TrainingData,
+    optimise,
+    set_normalisation,
+    torch_threads,
+)
 from drx_workflows.mliap.base import FitReport, Potential, Prediction
 from drx_workflows.mliap.data import Configuration
 
@@ -45,7 +55,6 @@ _META = "meta.json"
 _FORMAT = 1
 # Hyperparameters that fix the model's shape and inputs: a warm start must keep them.
 _STRUCTURAL = ("hidden_layers", "activation", "radial_cutoff", "radial_order", "angular_cutoff", "angular_order")
-_DTYPE = torch.float64  # finite-difference-exact forces and stable L-BFGS line searches
 
 
 class AnnPotential(Potential):
@@ -135,13 +144,13 @@ class AnnPotential(Potential):
         return neighbours(conf.positions, conf.cell, s.cutoff, s.angular_cutoff)
 
     def _weights_tensor(self, conf: Configuration) -> torch.Tensor:
-        return torch.tensor([self.weights[s] for s in conf.species], dtype=_DTYPE)
+        return torch.tensor([self.weights[s] for s in conf.species], dtype=DTYPE)
 
     def features(self, conf: Configuration, nb: Neighbours | None = None) -> torch.Tensor:
         """Raw (unnormalised) descriptors (N, F) of one configuration, without autograd."""
         nb = nb or self._neighbours(conf)
-        pos = torch.as_tensor(conf.positions, dtype=_DTYPE)
-        cell = torch.as_tensor(conf.cell, dtype=_DTYPE)
+        pos = torch.as_tensor(conf.positions, dtype=DTYPE)
+        cell = torch.as_tensor(conf.cell, dtype=DTYPE)
         w = self._weights_tensor(conf)
         with torch.no_grad():
             return torch.cat([descriptors(pos, cell, w, nb, self.spec, c) for c in chunks(nb)])
@@ -149,8 +158,8 @@ class AnnPotential(Potential):
     def jacobian(self, conf: Configuration, nb: Neighbours | None = None) -> torch.Tensor:
         """(N, N, F, 3) d(descriptor of atom i)/d(position of atom n), for force training."""
         nb = nb or self._neighbours(conf)
-        pos = torch.as_tensor(conf.positions, dtype=_DTYPE)
-        cell = torch.as_tensor(conf.cell, dtype=_DTYPE)
+        pos = torch.as_tensor(conf.positions, dtype=DTYPE)
+        cell = torch.as_tensor(conf.cell, dtype=DTYPE)
         w = self._weights_tensor(conf)
         return torch.cat([descriptor_jacobian(pos, cell, w, nb, self.spec, c) for c in chunks(nb)])
 
@@ -183,7 +192,7 @@ class AnnPotential(Potential):
     # ------------------------------------------------------------------ training
 
     def fit(self, train: list[Configuration], warm_start: Path | None = None) -> FitReport:
-        with _torch_threads(self.hyperparameters["threads"]):
+        with torch_threads(self.hyperparameters["threads"]):
             return self._fit(train, warm_start)
 
     def _fit(self, train: list[Configuration], warm_start: Path | None) -> FitReport:
@@ -205,10 +214,10 @@ class AnnPotential(Potential):
                 torch.manual_seed(h["seed"])
                 self.model = AtomicNets(elements, spec.n_features, h["hidden_layers"], h["activation"])
             feats = [self.features(c) for c in train]
-            self._set_normalisation(train, feats)
+            set_normalisation(self.model, train, feats)
         t_desc = time.perf_counter() - t0
 
-        data = _TrainingData(self.model, train, feats)
+        data = TrainingData(self.model, train, feats)
         weight = float(h["force_weight"])
         if weight > 0:
             t1 = time.perf_counter()
@@ -222,7 +231,7 @@ class AnnPotential(Potential):
         # the force term differentiates the nets, so it cannot run under no_grad
         with torch.no_grad() if weight == 0 else contextlib.nullcontext():
             initial = float(loss_fn(all_idx).detach())
-        history = self._optimise(loss_fn, len(train))
+        history = optimise(self.model, h, loss_fn, len(train))
         with torch.no_grad() if weight == 0 else contextlib.nullcontext():
             final = float(loss_fn(all_idx).detach())
         self.model.eval()
@@ -262,70 +271,6 @@ class AnnPotential(Potential):
         self.model = other.model
         self.weights = other.weights
 
-    def _set_normalisation(self, train: list[Configuration], feats: list[torch.Tensor]) -> None:
-        m = self.model
-        for k, e in enumerate(m.elements):
-            rows = torch.cat([f[[s == e for s in c.species]] for c, f in zip(train, feats)])
-            mean = rows.mean(0)
-            std = rows.std(0, unbiased=False) if len(rows) > 1 else torch.zeros_like(mean)
-            # constant features (e.g. an element seen once) carry no information: leave them unscaled
-            std = torch.where(std > 1e-8, std, torch.ones_like(std))
-            m.mean[k] = mean
-            m.std[k] = std
-        energies = np.array([c.energy for c in train], dtype=float)
-        shifts = fit_element_shifts([c.species for c in train], energies, m.elements)
-        m.shifts.copy_(torch.as_tensor(shifts, dtype=_DTYPE))
-        comp = composition_matrix([c.species for c in train], m.elements)
-        resid = (energies - comp @ shifts) / comp.sum(1)
-        spread = float(np.std(resid))
-        m.scale.fill_(spread if spread > 1e-6 else 1.0)
-
-    def _optimise(self, loss_fn, n_train: int) -> list[float]:
-        h = self.hyperparameters
-        params = list(self.model.parameters())
-        history: list[float] = []
-        if h["epochs"] == 0:
-            return history
-        self.model.train()
-        if h["optimizer"] == "lbfgs":
-            opt = torch.optim.LBFGS(
-                params,
-                lr=h["learning_rate"] or 1.0,
-                max_iter=1,  # one L-BFGS iteration per epoch, so epochs count as in aenet
-                # torch's default budget is 1.25 * max_iter evaluations, which with max_iter=1
-                # leaves the line search no evaluations at all and stalls it at step 0
-                max_eval=25,
-                history_size=50,
-                line_search_fn="strong_wolfe",
-                tolerance_grad=1e-12,
-                tolerance_change=1e-14,
-            )
-            all_idx = np.arange(n_train)
-
-            def closure():
-                opt.zero_grad()
-                loss = loss_fn(all_idx)
-                loss.backward()
-                return loss
-
-            for _ in range(h["epochs"]):
-                history.append(float(opt.step(closure).detach()))
-        else:
-            opt = torch.optim.Adam(params, lr=h["learning_rate"] or 1e-3)
-            rng = np.random.default_rng(h["seed"])
-            for _ in range(h["epochs"]):
-                order = rng.permutation(n_train)
-                total = 0.0
-                for s in range(0, n_train, h["batch_size"]):
-                    idx = order[s : s + h["batch_size"]]
-                    opt.zero_grad()
-                    loss = loss_fn(idx)
-                    loss.backward()
-                    opt.step()
-                    total += float(loss.detach()) * len(idx)
-                history.append(total / n_train)
-        return history
-
     # ------------------------------------------------------------------ prediction
 
     def _energy_forces(self, conf: Configuration, nb: Neighbours, with_stress: bool = False):
@@ -337,18 +282,18 @@ class AnnPotential(Potential):
         like the forces (the neighbour list holds integer image shifts only, so it does not move).
         """
         m = self.model
-        pos0 = torch.as_tensor(conf.positions, dtype=_DTYPE).clone().requires_grad_(True)
-        cell0 = torch.as_tensor(conf.cell, dtype=_DTYPE)
-        strain = torch.zeros((3, 3), dtype=_DTYPE, requires_grad=with_stress)
+        pos0 = torch.as_tensor(conf.positions, dtype=DTYPE).clone().requires_grad_(True)
+        cell0 = torch.as_tensor(conf.cell, dtype=DTYPE)
+        strain = torch.zeros((3, 3), dtype=DTYPE, requires_grad=with_stress)
         w = self._weights_tensor(conf)
         species_idx = np.array([m.elements.index(s) for s in conf.species])
-        n_of = torch.as_tensor(np.bincount(species_idx, minlength=len(m.elements)), dtype=_DTYPE)
+        n_of = torch.as_tensor(np.bincount(species_idx, minlength=len(m.elements)), dtype=DTYPE)
         energy = (n_of * m.shifts).sum()
         grad = torch.zeros_like(pos0)
-        d_strain = torch.zeros((3, 3), dtype=_DTYPE)
+        d_strain = torch.zeros((3, 3), dtype=DTYPE)
         inputs = (pos0, strain) if with_stress else (pos0,)
         for c0, c1 in chunks(nb):
-            deform = torch.eye(3, dtype=_DTYPE) + 0.5 * (strain + strain.T)
+            deform = torch.eye(3, dtype=DTYPE) + 0.5 * (strain + strain.T)
             g = descriptors(pos0 @ deform, cell0 @ deform, w, nb, self.spec, (c0, c1))
             local = species_idx[c0:c1]
             e_chunk = g.new_zeros(())
@@ -368,7 +313,7 @@ class AnnPotential(Potential):
         self._check_elements(configs, "prediction")
         self.model.eval()
         out = []
-        with _torch_threads(self.hyperparameters["threads"]):
+        with torch_threads(self.hyperparameters["threads"]):
             for c in configs:
                 energy, forces, _ = self._energy_forces(c, self._neighbours(c))
                 out.append(Prediction(energy=float(energy.detach()), forces=forces.detach().numpy().copy()))
@@ -380,7 +325,7 @@ class AnnPotential(Potential):
             raise DrxError("backend ann: the potential is not trained; call fit() or load() first")
         self._check_elements([config], "prediction")
         self.model.eval()
-        with _torch_threads(self.hyperparameters["threads"]):
+        with torch_threads(self.hyperparameters["threads"]):
             _, _, stress = self._energy_forces(config, self._neighbours(config), with_stress=True)
         return stress.numpy().copy()
 
@@ -436,111 +381,3 @@ class AnnPotential(Potential):
         if pot.spec.n_features != model.n_features:
             raise DrxError(f"{d / _META}: n_features {model.n_features} does not match the descriptor settings")
         return pot
-
-
-@contextlib.contextmanager
-def _torch_threads(n: int):
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-class _TrainingData:
-    """Standardised descriptors of all training atoms, grouped per element, for energy epochs."""
-
-    def __init__(self, model: AtomicNets, train: list[Configuration], feats: list[torch.Tensor]):
-        self.model = model
-        self.n_struct = len(train)
-        self.n_atoms = torch.tensor([c.n_atoms for c in train], dtype=_DTYPE)
-        comp = torch.as_tensor(composition_matrix([c.species for c in train], model.elements), dtype=_DTYPE)
-        energies = torch.tensor([float(c.energy) for c in train], dtype=_DTYPE)
-        # the shifts are fixed during training, so the residual target is precomputed
-        self.target = energies - comp @ model.shifts
-        self.atom_start = np.concatenate([[0], np.cumsum([c.n_atoms for c in train])])
-        self.x, self.owner, self.atom = [], [], []
-        for k, e in enumerate(model.elements):
-            rows, owner, atom = [], [], []
-            for s, (c, f) in enumerate(zip(train, feats)):
-                mask = np.array([sp == e for sp in c.species])
-                if mask.any():
-                    rows.append(f[torch.as_tensor(mask)])
-                    owner.append(torch.full((int(mask.sum()),), s, dtype=torch.long))
-                    atom.append(torch.as_tensor(self.atom_start[s] + np.flatnonzero(mask)))
-            if rows:
-                self.x.append((torch.cat(rows) - model.mean[k]) / model.std[k])
-                self.owner.append(torch.cat(owner))
-                self.atom.append(torch.cat(atom))
-            else:
-                self.x.append(None)
-                self.owner.append(None)
-                self.atom.append(None)
-        self.jac: list[torch.Tensor] = []
-        self.forces: list[torch.Tensor] = []
-
-    def add_forces(self, train: list[Configuration], jacobians: list[torch.Tensor]) -> None:
-        # (N, N, F, 3) -> (3N, NF): forces become one matrix-vector product per structure,
-        # ~50x faster than the equivalent einsum (which copies and permutes every epoch)
-        self.jac = [j.permute(1, 3, 0, 2).reshape(3 * j.shape[1], -1).contiguous() for j in jacobians]
-        self.forces = [torch.as_tensor(c.forces, dtype=_DTYPE) for c in train]
-
-    def residuals(self, idx=None, with_gradient: bool = False):
-        """Predicted residual energy (eV) of every structure (or only of ``idx``, others 0).
-
-        ``with_gradient``: also dE_i/dG_i (eV per descriptor unit) of every atom (rows in
-        training order), kept differentiable with respect to the weights for force losses.
-        """
-        m = self.model
-        pred = torch.zeros(self.n_struct, dtype=_DTYPE)
-        dedg = torch.zeros(int(self.atom_start[-1]), m.n_features, dtype=_DTYPE) if with_gradient else None
-        sel = None
-        if idx is not None and len(idx) < self.n_struct:
-            sel = torch.zeros(self.n_struct, dtype=torch.bool)
-            sel[torch.as_tensor(idx)] = True
-        for k in range(len(m.elements)):
-            x, owner, atom = self.x[k], self.owner[k], self.atom[k]
-            if x is None:
-                continue
-            if sel is not None:
-                keep = sel[owner]
-                x, owner, atom = x[keep], owner[keep], atom[keep]
-                if not len(x):
-                    continue
-            if with_gradient:
-                x = x.detach().requires_grad_(True)
-            e = m.atomic_residuals_normalised(k, x)
-            pred = pred.index_add(0, owner, e)
-            if with_gradient:
-                (gx,) = torch.autograd.grad(e.sum(), x, create_graph=True)
-                dedg = dedg.index_add(0, atom, gx / m.std[k])
-        return (pred, dedg) if with_gradient else pred
-
-    def _forces(self, s: int, dedg: torch.Tensor) -> torch.Tensor:
-        a0, a1 = int(self.atom_start[s]), int(self.atom_start[s + 1])
-        return -(self.jac[s] @ dedg[a0:a1].reshape(-1)).reshape(-1, 3)
-
-    def energy_force_loss(self, idx, force_weight: float) -> torch.Tensor:
-        """Energy loss + force_weight * MSE(forces, (eV/A)^2), both over scale^2."""
-        idx_t = torch.as_tensor(idx)
-        pred, dedg = self.residuals(idx, with_gradient=True)
-        err = (pred[idx_t] - self.target[idx_t]) / self.n_atoms[idx_t] / self.model.scale
-        f_mse = torch.stack([((self._forces(int(s), dedg) - self.forces[int(s)]) ** 2).mean() for s in idx]).mean()
-        return (err**2).mean() + force_weight * f_mse / self.model.scale**2
-
-    def force_rmse(self) -> torch.Tensor:
-        with torch.enable_grad():
-            _, dedg = self.residuals(with_gradient=True)
-        sq = torch.cat([((self._forces(s, dedg) - self.forces[s]) ** 2).ravel() for s in range(self.n_struct)])
-        return torch.sqrt(sq.mean())
-
-    def energy_loss(self, idx) -> torch.Tensor:
-        idx_t = torch.as_tensor(idx)
-        pred = self.residuals(idx)
-        err = (pred[idx_t] - self.target[idx_t]) / self.n_atoms[idx_t] / self.model.scale
-        return (err**2).mean()
-
-    def energy_rmse(self) -> torch.Tensor:
-        err = (self.residuals() - self.target) / self.n_atoms
-        return torch.sqrt((err**2).mean())

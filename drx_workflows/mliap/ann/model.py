@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+DTYPE = torch.float64  # finite-difference-exact forces and stable L-BFGS line searches
 ACTIVATIONS = {"tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "silu": nn.SiLU, "softplus": nn.Softplus}
 
 

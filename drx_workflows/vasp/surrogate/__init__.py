@@ -2,11 +2,7 @@
 
 VASP is licensed and absent, so this executable reads the VASP inputs of the current directory and
 writes VASP-format outputs (vasprun.xml, OUTCAR, OSZICAR, CONTCAR, vasp.out) that pymatgen, custodian
-and atomate parse unchanged. Every output carries a surrogate marker; `is_surrogate_run` finds it.
+and atomate parse unchanged. Every output carries a surrogate marker; `marker.is_surrogate_run` finds it.
 
 Only light modules are imported here: torch/CHGNet load lazily in `engine`.
 """
-
-from drx_workflows.vasp.surrogate.marker import SURROGATE_MARKER, is_surrogate_run
-
-__all__ = ["SURROGATE_MARKER", "is_surrogate_run"]

@@ -8,9 +8,9 @@ import resource
 import sys
 import time
 
+from drx_workflows.fileio import atomic_write_text as atomic_write
 from drx_workflows.vasp.surrogate import faults as fault_mod
 from drx_workflows.vasp.surrogate import oszicar, outcar, vasprun
-from drx_workflows.fileio import atomic_write_text as atomic_write
 from drx_workflows.vasp.surrogate.inputs import InputError, read_inputs
 from drx_workflows.vasp.surrogate.marker import BANNER, SURROGATE_MARKER
 from drx_workflows.vasp.surrogate.scf import electronic_energies
@@ -155,7 +155,10 @@ def run_directory(directory: str) -> int:
         try:
             run = read_inputs(directory)
             fire = fault_mod.claim(directory, run.incar)
-            from drx_workflows.vasp.surrogate.engine import UnsupportedRun, check_supported
+            from drx_workflows.vasp.surrogate.engine import (
+                UnsupportedRun,
+                check_supported,
+            )
 
             try:
                 check_supported(run.settings)

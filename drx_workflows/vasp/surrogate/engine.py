@@ -38,11 +38,11 @@ def load_calculator():
 
         # Two cores: intra-op threads beyond the core count only add contention.
         torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
-        from chgnet.model import CHGNet
-        from chgnet.model.dynamics import CHGNetCalculator
-
         import contextlib
         import sys
+
+        from chgnet.model import CHGNet
+        from chgnet.model.dynamics import CHGNetCalculator
 
         # CHGNet prints device banners to stdout, which is vasp.out under custodian.
         with contextlib.redirect_stdout(sys.stderr):

@@ -1,0 +1,1 @@
+"""Relaxations as FireWorks: firetasks, workflow builders, the duplicate finder, submission and status."""

@@ -1,0 +1,1 @@
+"""Training as FireWorks: slice workflows whose training fireworks start by themselves, grid search."""

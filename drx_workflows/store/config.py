@@ -1,0 +1,138 @@
+"""Where the data lives: the store configuration, its sources (launchpad YAML, environment), and the collection names."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from drx_workflows.errors import (
+    DrxError,
+)
+from drx_workflows.fileio import read_mapping
+
+DEFAULT_EMBEDDED_PATH = Path("drx_store") / "store.json"
+
+
+DEFAULT_DB_NAME = "drx"
+
+
+ENV_STORE = "DRX_STORE"  # path of the embedded store file
+
+
+ENV_LAUNCHPAD = "DRX_LAUNCHPAD"  # FireWorks launchpad YAML of a MongoDB server
+
+
+ENV_STORE_WAIT = "DRX_STORE_WAIT"  # seconds to wait for a held embedded store
+
+
+# Collections of the project's own data, beside FireWorks' collections.
+STRUCTURES = "structures"
+
+
+TASKS = "tasks"
+
+
+POTENTIALS = "potentials"
+
+
+SLICES = "slices"
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Where the data lives. ``kind`` is ``"embedded"`` or ``"mongodb"``."""
+
+    kind: str
+    path: Path | None = None  # embedded store file
+    name: str = DEFAULT_DB_NAME
+    host: str | None = None
+    port: int | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    authsource: str | None = None
+    uri_mode: bool = False
+    mongoclient_kwargs: dict = field(default_factory=dict, repr=False, hash=False, compare=False)
+    # Where this configuration was read from, for messages; two configs naming the same
+    # place are the same store whatever file they came from.
+    source: str = field(default="default", compare=False)
+
+    @classmethod
+    def embedded(cls, path: str | os.PathLike | None = None) -> StoreConfig:
+        return cls(kind="embedded", path=Path(path or DEFAULT_EMBEDDED_PATH).resolve())
+
+    @classmethod
+    def from_launchpad_file(cls, path: str | os.PathLike) -> StoreConfig:
+        """Read a FireWorks launchpad YAML. ``mongomock_file: PATH`` selects the embedded store."""
+        p = Path(path)
+        doc = read_mapping(p, "launchpad file", expected="a mapping of host/port/name/... keys")
+        if doc.get("mongomock_file"):
+            mm = Path(doc["mongomock_file"])
+            if not mm.is_absolute():
+                mm = p.parent / mm
+            mm = mm.resolve()
+            return cls(kind="embedded", path=mm, name=doc.get("name") or DEFAULT_DB_NAME, source=str(p))
+        host = doc.get("host")
+        if not host:
+            raise DrxError(f"launchpad file {p}: field 'host' is missing (a hostname or a mongodb:// URI)")
+        return cls.from_mongodb_keys(doc, source=str(p))
+
+    @classmethod
+    def from_mongodb_keys(cls, doc: dict, source: str, name: str | None = None) -> StoreConfig:
+        """A MongoDB server from FireWorks-style keys (host may be a mongodb:// URI)."""
+        host = str(doc["host"])
+        port = doc.get("port")
+        if port is not None and not isinstance(port, int):
+            raise DrxError(f"{source}: field 'port' must be an integer, got {port!r}")
+        uri_mode = bool(doc.get("uri_mode")) or host.startswith(("mongodb://", "mongodb+srv://"))
+        name = name or doc.get("name")
+        if not name and uri_mode:
+            from pymongo.uri_parser import parse_uri
+
+            name = parse_uri(host).get("database")
+        return cls(
+            kind="mongodb",
+            host=host,
+            port=port,
+            name=name or DEFAULT_DB_NAME,
+            username=doc.get("username"),
+            password=doc.get("password"),
+            authsource=doc.get("authsource"),
+            uri_mode=uri_mode,
+            mongoclient_kwargs=dict(doc.get("mongoclient_kwargs") or {}),
+            source=source,
+        )
+
+    @classmethod
+    def resolve(cls, store: str | None = None, launchpad: str | None = None) -> StoreConfig:
+        """CLI options first, then ``DRX_LAUNCHPAD`` / ``DRX_STORE``, then the embedded default."""
+        if store and launchpad:
+            raise DrxError("give either --store (embedded file) or --launchpad (MongoDB YAML), not both")
+        if launchpad:
+            return cls.from_launchpad_file(launchpad)
+        if store:
+            return cls.embedded(store)
+        if os.environ.get(ENV_LAUNCHPAD):
+            return cls.from_launchpad_file(os.environ[ENV_LAUNCHPAD])
+        if os.environ.get(ENV_STORE):
+            return cls.embedded(os.environ[ENV_STORE])
+        return cls.embedded()
+
+    def describe(self) -> str:
+        """A printable location. Never contains a password."""
+        if self.kind == "embedded":
+            return f"embedded store {self.path}"
+        if self.uri_mode:
+            return f"MongoDB {redact_uri(self.host or '')} (database {self.name})"
+        return f"MongoDB {self.host}:{self.port or 27017}/{self.name}"
+
+    def __repr__(self) -> str:  # the dataclass repr would show a URI's password
+        return f"StoreConfig({self.describe()!r}, source={self.source!r})"
+
+
+def redact_uri(host: str) -> str:
+    """Hide credentials in a mongodb:// URI."""
+    if "://" in host and "@" in host:
+        scheme, rest = host.split("://", 1)
+        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+    return host

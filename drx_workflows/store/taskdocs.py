@@ -1,0 +1,27 @@
+"""Task documents into the store: insert or replace one per calculation folder, with a sequential task_id."""
+
+from __future__ import annotations
+
+
+def insert_task_doc(db_file: str, doc: dict) -> int:
+    """Insert (or replace, for a rerun of the same directory) a task doc; returns its task_id."""
+    from pymongo import ReturnDocument
+
+    from drx_workflows.store.client import open_store
+    from drx_workflows.store.dbfile import load_db_file
+
+    store = open_store(load_db_file(db_file))
+    tasks = store.tasks
+    existing = tasks.find_one({"dir_name": doc["dir_name"]}, {"task_id": 1})
+    if existing and existing.get("task_id") is not None:
+        doc["task_id"] = existing["task_id"]
+        tasks.replace_one({"_id": existing["_id"]}, doc)
+    else:
+        counter = store.db["counter"].find_one_and_update(
+            {"_id": "taskid"}, {"$inc": {"c": 1}}, upsert=True, return_document=ReturnDocument.AFTER
+        )
+        doc["task_id"] = counter["c"]
+        tasks.insert_one(doc)
+    doc.pop("_id", None)
+    store.save()
+    return doc["task_id"]
