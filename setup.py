@@ -9,6 +9,8 @@ setup(
     ),
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
+    license="MIT",
+    license_files=["LICENSE"],
     python_requires=">=3.11",
     packages=find_packages(include=["drx_workflows", "drx_workflows.*"]),
     include_package_data=True,
@@ -31,7 +33,9 @@ setup(
         "mace-torch>=0.3.16",
     ],
     extras_require={
-        "test": ["pytest>=8"],
+        # the local MongoDB wire-protocol server (drx server start); a separate GPL-2.0 program
+        "server": ["secantusdb>=0.7.0b3,<0.8"],
+        "test": ["pytest>=8", "secantusdb>=0.7.0b3,<0.8"],
     },
     entry_points={
         "console_scripts": [

@@ -22,9 +22,15 @@ def atomic_path(path: str | os.PathLike):
         tmp.unlink(missing_ok=True)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+def atomic_write_text(path: str | os.PathLike, text: str, private: bool = False) -> Path:
+    """Write ``text``; ``private`` files (a password inside) are readable by their owner only (0600)."""
     with atomic_path(path) as tmp:
-        Path(tmp).write_text(text, encoding="utf-8")
+        # created with the final mode, so the secret is never readable by others, not even briefly
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        if private:
+            os.chmod(tmp, 0o600)
     return Path(path)
 
 

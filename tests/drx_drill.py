@@ -29,7 +29,9 @@ _PREPARE = textwrap.dedent(
     from drx_workflows.pipeline.relax import submit as sub
 
     root, n, seed, per_ntm = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-    store = open_store(StoreConfig.embedded(root / "store.json"))
+    launchpad = sys.argv[5] if len(sys.argv) > 5 else ""
+    config = StoreConfig.from_launchpad_file(launchpad) if launchpad else StoreConfig.embedded(root / "store.json")
+    store = open_store(config)
     settings = EnumerationSettings(tms=("Mn", "Ni"), n_tm=(2,), per_ntm=per_ntm, toc_per_ntm=0,
                                    max_cation_sites=4, seed=seed)
     save_records(store, enumerate_drx(settings).records)
@@ -38,16 +40,17 @@ _PREPARE = textwrap.dedent(
     fworker = write_demo_fworker(root, store)
     store.save()
     print("PREPARED " + json.dumps({"drx_ids": [d["drx_id"] for d in docs], "added": res.added,
-                                    "fworker": str(fworker), "store": str(store.config.path)}))
+                                    "fworker": str(fworker), "store": str(store.config.path or launchpad)}))
     """
 )
 
 
-def prepare_slice(root: Path, n: int = 2, seed: int = 0, per_ntm: int | None = None) -> dict:
-    """An embedded store in ``root``: ``per_ntm`` enumerated structures (default ``n``), the first ``n``
-    submitted as relaxations, and a surrogate fworker."""
+def prepare_slice(root: Path, n: int = 2, seed: int = 0, per_ntm: int | None = None, launchpad: str | None = None) -> dict:
+    """An embedded store in ``root`` (or the server of the ``launchpad`` YAML): ``per_ntm`` enumerated
+    structures (default ``n``), the first ``n`` submitted as relaxations, and a surrogate fworker."""
     root.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run([sys.executable, "-c", _PREPARE, str(root), str(n), str(seed), str(max(per_ntm or n, n, 2))], capture_output=True,
+    args = [str(root), str(n), str(seed), str(max(per_ntm or n, n, 2))] + ([str(launchpad)] if launchpad else [])
+    r = subprocess.run([sys.executable, "-c", _PREPARE, *args], capture_output=True,
                        text=True, timeout=600, env=clean_env())
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     info = json.loads([ln for ln in r.stdout.splitlines() if ln.startswith("PREPARED ")][-1][len("PREPARED "):])

@@ -59,12 +59,13 @@ def _register() -> None:
         queue,
         rank,
         relax,
+        server,
         slices,
         stores,
         voltage,
     )
 
-    for module in (dataset, slices, relax, queue, mliap, rank, voltage, stores):
+    for module in (dataset, slices, relax, queue, mliap, rank, voltage, stores, server):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -123,13 +123,21 @@ def qlaunch_rapidfire(ctx, nlaunches, maxjobs_queue, sleep_time, timeout, no_wai
               help="A RUNNING launch is lost after this long without a ping [embedded store: 0, since this process "
                    "holds the only lock; MongoDB: 14400].")
 @click.option("--dry-run", is_flag=True, help="Only list the lost runs.")
+@click.option("--offline", is_flag=True,
+              help="Instead: take in the runs made with `rlaunch singleshot --offline` (FireWorks' recover_offline) "
+                   "and store the task documents they left in their launch folders.")
 @_store_wait
 @click.pass_context
-def recover_cmd(ctx, expiration_secs, dry_run, store_wait):
-    from drx_workflows.pipeline.launch.recovery import recover
+def recover_cmd(ctx, expiration_secs, dry_run, offline, store_wait):
+    from drx_workflows.pipeline.launch.recovery import recover, recover_offline
     from drx_workflows.store.client import open_store
 
     store = open_store(_config(ctx), wait=_wait(store_wait, 0.0))
+    if offline:
+        if dry_run:
+            raise DrxError("--offline recovers the finished offline runs; it has no --dry-run")
+        click.echo(recover_offline(store).summary())
+        return
     result = recover(store, expiration_secs=expiration_secs, rerun=not dry_run)
     click.echo(result.summary())
 

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 from drx_workflows.errors import DrxError
-from drx_workflows.fileio import read_mapping
+from drx_workflows.fileio import atomic_write_text, read_mapping
 from drx_workflows.store.config import DEFAULT_DB_NAME, StoreConfig
 
 
@@ -67,8 +67,8 @@ def write_db_file(path: str | os.PathLike, config: StoreConfig) -> Path:
             "admin_user": config.username,
             "admin_password": config.password,
             "authsource": config.authsource,
+            "mongoclient_kwargs": dict(config.mongoclient_kwargs) or None,
         }
         doc = {k: v for k, v in doc.items() if v is not None}
     p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    return p
+    return atomic_write_text(p, json.dumps(doc, indent=2) + "\n", private=bool(doc.get("admin_password")))

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 
 def insert_task_doc(db_file: str, doc: dict) -> int:
-    """Insert (or replace, for a rerun of the same directory) a task doc; returns its task_id."""
-    from pymongo import ReturnDocument
-
+    """Insert (or replace) a task doc in the store named by a db file; returns its task_id."""
     from drx_workflows.store.client import open_store
     from drx_workflows.store.dbfile import load_db_file
 
-    store = open_store(load_db_file(db_file))
+    return store_task_doc(open_store(load_db_file(db_file)), doc)
+
+
+def store_task_doc(store, doc: dict) -> int:
+    """Insert (or replace, for a rerun of the same directory) a task doc; returns its task_id."""
+    from pymongo import ReturnDocument
+
     tasks = store.tasks
     existing = tasks.find_one({"dir_name": doc["dir_name"]}, {"task_id": 1})
     if existing and existing.get("task_id") is not None:
@@ -25,3 +32,11 @@ def insert_task_doc(db_file: str, doc: dict) -> int:
     doc.pop("_id", None)
     store.save()
     return doc["task_id"]
+
+
+def read_task_json(path: str | Path) -> dict:
+    """A task document written to ``task.json`` by a run that could not reach the store (offline mode)."""
+    from monty.json import MontyDecoder
+
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh, cls=MontyDecoder)

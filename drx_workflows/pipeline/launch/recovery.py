@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 # On a MongoDB server other launchers may be alive: a RUNNING launch is only lost when it
 # has not pinged for this long (FireWorks' own default, RUN_EXPIRATION_SECS).
@@ -114,4 +115,51 @@ def recover(store, expiration_secs: float | None = None, rerun: bool = True) -> 
             expiration_secs=expiration_secs, rerun=True, launch_query={"launch_id": {"$in": result.lost_launch_ids}}
         )
         store.save()
+    return result
+
+
+@dataclass
+class OfflineRecovery:
+    completed_fw_ids: list = field(default_factory=list)
+    still_running: list = field(default_factory=list)  # launch ids whose rocket has not finished
+    failed_fw_ids: list = field(default_factory=list)
+    task_ids: list = field(default_factory=list)
+
+    def summary(self) -> str:
+        parts = [f"{len(self.completed_fw_ids)} offline run(s) recovered (fw_ids {sorted(self.completed_fw_ids)}), "
+                 f"{len(self.task_ids)} task document(s) stored"]
+        if self.still_running:
+            parts.append(f"{len(self.still_running)} still running (launch ids {sorted(self.still_running)})")
+        if self.failed_fw_ids:
+            parts.append(f"could not recover fw_ids {sorted(self.failed_fw_ids)} (see the launch folders)")
+        return "; ".join(parts)
+
+
+def recover_offline(store) -> OfflineRecovery:
+    """FireWorks' ``lpad recover_offline`` for every offline launch, plus the task documents.
+
+    A relaxation run with ``rlaunch singleshot --offline`` (a compute node without database
+    access) writes its task document to ``task.json`` in its launch folder; once FireWorks has
+    taken the run's result from ``FW_offline.json``, the document goes into the store (keyed on
+    its folder, so running this twice stores it once).
+    """
+    from drx_workflows.store.taskdocs import read_task_json, store_task_doc
+
+    lp = store.launchpad()
+    result = OfflineRecovery()
+    for run in list(lp.offline_runs.find({"completed": False, "deprecated": False}, {"launch_id": 1, "fw_id": 1})):
+        failed = lp.recover_offline(run["launch_id"], ignore_errors=False, print_errors=True)
+        if failed is not None:
+            result.failed_fw_ids.append(failed)
+            continue
+        done = lp.offline_runs.find_one({"launch_id": run["launch_id"]}, {"completed": 1}) or {}
+        if not done.get("completed"):
+            result.still_running.append(run["launch_id"])
+            continue
+        result.completed_fw_ids.append(run["fw_id"])
+        launch = lp.launches.find_one({"launch_id": run["launch_id"]}, {"launch_dir": 1}) or {}
+        task_json = Path(launch.get("launch_dir") or "") / "task.json"
+        if launch.get("launch_dir") and task_json.exists():
+            result.task_ids.append(store_task_doc(store, read_task_json(task_json)))
+    store.save()
     return result

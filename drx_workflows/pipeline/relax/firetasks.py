@@ -9,6 +9,10 @@ import shlex
 from fireworks import FiretaskBase, FWAction, explicit_serialize
 
 from drx_workflows.errors import DrxError
+from drx_workflows.pipeline.fireworks_compat import patch_offline_rocket
+
+# a rocket (offline ones included) imports this module when it reads its firework
+patch_offline_rocket()
 
 INPUT_SETS = ("relax", "atom")
 

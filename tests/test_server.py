@@ -1,0 +1,265 @@
+"""The local MongoDB-protocol server (secantusdb) as the store: lifecycle, auth, durability, FireWorks' own tools.
+
+Every server here is a real ``drx server start`` process on a free loopback port in tmp_path;
+the fixtures stop it (and fall back to kill -9) whatever the test did.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("secantus")
+
+sys.path.insert(0, str(Path(__file__).parent))
+from drx_drill import DRX, clean_env, prepare_slice  # noqa: E402
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def drx(*args, env=None, timeout=300, cwd=None):
+    return subprocess.run([DRX, *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                          env=env or clean_env(), cwd=cwd)
+
+
+class Server:
+    def __init__(self, directory: Path, port: int, auth: bool = False, env=None):
+        self.dir, self.port, self.auth, self.env = directory, port, auth, env or clean_env()
+
+    def start(self):
+        r = drx("server", "start", "--dir", self.dir, "--port", self.port, *(["--auth"] if self.auth else []), env=self.env)
+        assert r.returncode == 0, r.stderr
+        return r
+
+    def stop(self):
+        return drx("server", "stop", "--dir", self.dir, env=self.env)
+
+    @property
+    def pid(self) -> int:
+        return int((self.dir / "server.pid").read_text())
+
+    @property
+    def launchpad(self) -> Path:
+        return self.dir / "my_launchpad.yaml"
+
+    def kill9(self):
+        os.kill(self.pid, signal.SIGKILL)
+        deadline = time.time() + 10
+        while time.time() < deadline and Path(f"/proc/{self.pid}").exists():
+            time.sleep(0.1)
+
+    def db(self):
+        import pymongo
+
+        from drx_workflows.store.config import StoreConfig
+
+        c = StoreConfig.from_launchpad_file(self.launchpad)
+        client = pymongo.MongoClient(c.host, c.port, username=c.username, password=c.password,
+                                     authSource=c.authsource or "admin", serverSelectionTimeoutMS=10000)
+        return client[c.name]
+
+
+@pytest.fixture
+def server(tmp_path):
+    s = Server(tmp_path / "srv", free_port())
+    s.start()
+    yield s
+    r = s.stop()
+    if "stopped" not in r.stdout and (s.dir / "server.pid").exists():
+        os.kill(s.pid, signal.SIGKILL)
+
+
+def test_start_is_idempotent_status_tells_and_data_survives_a_restart(server):
+    first_pid = server.pid
+    again = server.start()
+    assert again.stdout.startswith("already running") and server.pid == first_pid
+    lp = server.launchpad.read_text()
+    assert f"port: {server.port}" in lp and "journal: true" in lp and "host: 127.0.0.1" in lp
+    db_json = json.loads((server.dir / "db.json").read_text())
+    assert db_json["port"] == server.port and db_json["mongoclient_kwargs"] == {"journal": True}
+    assert drx("server", "status", "--dir", server.dir).returncode == 0
+    # the project's own writes go through it
+    r = drx("--launchpad", server.launchpad, "enumerate", "--tms", "Mn,Ni", "--n-tm", "2", "--per-ntm", "3",
+            "--toc-per-ntm", "0", "--max-cation-sites", "4")
+    assert r.returncode == 0, r.stderr
+    assert server.db().structures.count_documents({}) == 3
+    stopped = server.stop()
+    assert stopped.returncode == 0 and "stopped in" in stopped.stdout
+    st = drx("server", "status", "--dir", server.dir)
+    assert st.returncode == 3 and "not running" in st.stdout
+    assert "no server running" in server.stop().stdout
+    server.start()
+    assert server.db().structures.count_documents({}) == 3
+
+
+def test_the_server_listens_on_loopback_only_and_a_taken_port_is_one_line(server, tmp_path):
+    addresses = subprocess.run(["ss", "-ltnH", f"sport = :{server.port}"], capture_output=True, text=True).stdout
+    if addresses.strip():  # ss is in iproute2; where it is missing the YAML check below still holds
+        assert all("127.0.0.1:" in line for line in addresses.strip().splitlines()), addresses
+    other = drx("server", "start", "--dir", tmp_path / "other", "--port", server.port)
+    assert other.returncode == 2
+    assert other.stderr.strip().splitlines() == [f"drx: error: port {server.port} on 127.0.0.1 is in use by another "
+                                                 "program; choose another with --port"]
+
+
+def test_acknowledged_writes_survive_kill_9_of_the_server(server):
+    from drx_workflows.store.client import Store, journaled
+    from drx_workflows.store.config import StoreConfig
+
+    assert journaled({}) == {"journal": True} and journaled({"w": "majority"}) == {"w": "majority"}
+    store = Store(StoreConfig.from_launchpad_file(server.launchpad))
+    for i in range(300):
+        store.structures.insert_one({"drx_id": f"drx-k{i}", "n_tm": 1})
+    store.client.close()
+    server.kill9()
+    server.start()
+    assert server.db().structures.count_documents({}) == 300
+
+
+def test_auth_keeps_the_password_out_of_logs_and_a_wrong_one_is_one_line(tmp_path):
+    password = "s3cret-Pw-for-the-test"
+    s = Server(tmp_path / "srv", free_port(), auth=True, env=clean_env(DRX_SERVER_PASSWORD=password))
+    started = s.start()
+    try:
+        for f in ("my_launchpad.yaml", "db.json"):
+            assert stat.S_IMODE((s.dir / f).stat().st_mode) == 0o600, f
+        assert password in s.launchpad.read_text()
+        assert password not in started.stdout + started.stderr
+        assert password not in (s.dir / "server.log").read_text()
+        assert password not in (s.dir / "server.json").read_text()
+        info = drx("--launchpad", s.launchpad, "info")
+        assert info.returncode == 0 and password not in info.stdout + info.stderr
+        wrong = tmp_path / "wrong.yaml"
+        wrong.write_text(s.launchpad.read_text().replace(password, "not-the-password"))
+        r = drx("--launchpad", wrong, "info", timeout=60)
+        assert r.returncode == 2
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and "refused the credentials" in lines[0] and "code 18" in lines[0], r.stderr
+        assert "not-the-password" not in r.stderr
+        no_password = tmp_path / "anon.yaml"
+        no_password.write_text(f"host: 127.0.0.1\nport: {s.port}\nname: drx\n")
+        assert drx("--launchpad", no_password, "info", timeout=60).returncode != 0
+        # restarted without --auth on the command line, the folder still requires it
+        s.stop()
+        s.auth = False
+        s.start()
+        assert drx("--launchpad", no_password, "info", timeout=60).returncode != 0
+        assert drx("--launchpad", s.launchpad, "info").returncode == 0
+    finally:
+        s.stop()
+
+
+def test_a_stopped_server_gives_a_clear_error_and_nothing_half_written(server, tmp_path):
+    server.stop()
+    t0 = time.time()
+    r = drx("--launchpad", server.launchpad, "enumerate", "--tms", "Mn", "--n-tm", "1", "--per-ntm", "1",
+            "--toc-per-ntm", "0", "--max-cation-sites", "2", timeout=60)
+    assert r.returncode == 2 and time.time() - t0 < 30
+    assert r.stderr.strip().splitlines()[-1].startswith("drx: error: cannot reach MongoDB 127.0.0.1:")
+    server.start()
+    assert server.db().structures.count_documents({}) == 0
+
+
+def _wait_for(predicate, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.slow
+def test_three_plain_rlaunch_with_a_server_kill_9_give_one_task_per_structure(server, tmp_path):
+    """The production path: FireWorks' own rlaunch, three at once, the server killed mid-run and restarted."""
+    info = prepare_slice(tmp_path / "drill", n=5, launchpad=str(server.launchpad))
+    env = clean_env()
+    procs = []
+    for i in range(3):
+        d = tmp_path / f"launcher{i}"
+        d.mkdir()
+        procs.append(subprocess.Popen([str(BIN / "rlaunch"), "-l", str(server.launchpad), "-w", info["fworker"],
+                                       "rapidfire"], cwd=d, env=env, stdout=subprocess.DEVNULL,
+                                      stderr=open(d / "rlaunch.log", "w")))
+    try:
+        db = server.db()
+        _wait_for(lambda: db.tasks.count_documents({}) >= 1, 900, "a first task document")
+        db.client.close()
+        server.kill9()
+        time.sleep(2)
+        server.start()
+        for p in procs:
+            p.wait(timeout=1500)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    # a launcher that lost its firework to the outage leaves it RUNNING: lost-run detection puts it back
+    r = drx("--launchpad", server.launchpad, "recover", "--expiration-secs", "0")
+    assert r.returncode == 0, r.stderr
+    if "no lost runs" not in r.stdout:
+        rl = subprocess.run([str(BIN / "rlaunch"), "-l", str(server.launchpad), "-w", info["fworker"], "rapidfire"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1500)
+        assert rl.returncode == 0, rl.stderr[-2000:]
+    db = server.db()
+    states = {fw["fw_id"]: fw["state"] for fw in db.fireworks.find({}, {"fw_id": 1, "state": 1})}
+    assert set(states.values()) == {"COMPLETED"}, states
+    per_structure = {}
+    for t in db.tasks.find({}, {"drx_id": 1}):
+        per_structure[t["drx_id"]] = per_structure.get(t["drx_id"], 0) + 1
+    assert per_structure == {i: 1 for i in info["drx_ids"]}
+    status = drx("--launchpad", server.launchpad, "status")
+    assert status.returncode == 0 and "COMPLETED" in status.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="not yet run to the end in the session that wrote it", strict=False)
+def test_an_offline_relaxation_is_recovered_into_the_store(server, tmp_path):
+    """A compute node without database access: qlaunch -r's reservation, rlaunch --offline with the server down,
+    then drx recover --offline stores its task document (once)."""
+    info = prepare_slice(tmp_path / "drill", n=1, launchpad=str(server.launchpad))
+    launch_dir = tmp_path / "offline_launch"
+    launch_dir.mkdir()
+    reserve = (
+        "import sys\n"
+        "from fireworks import FWorker, LaunchPad\n"
+        "from fireworks.queue.queue_launcher import setup_offline_job\n"
+        "lp = LaunchPad.from_file(sys.argv[1])\n"
+        "fw, launch_id = lp.reserve_fw(FWorker.from_file(sys.argv[2]), sys.argv[3])\n"
+        "setup_offline_job(lp, fw, launch_id)\n"
+        "print(fw.fw_id, launch_id)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", reserve, str(server.launchpad), info["fworker"], str(launch_dir)],
+                       capture_output=True, text=True, cwd=launch_dir, env=clean_env(), timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    fw_id = int(r.stdout.split()[0])
+    server.stop()  # the node cannot reach the database
+    rl = subprocess.run([str(BIN / "rlaunch"), "-w", info["fworker"], "singleshot", "--offline"],
+                        cwd=launch_dir, capture_output=True, text=True, env=clean_env(), timeout=900)
+    assert rl.returncode == 0, rl.stderr[-3000:]
+    assert (launch_dir / "task.json").exists() and "fwaction" in (launch_dir / "FW_offline.json").read_text()
+    server.start()
+    rec = drx("--launchpad", server.launchpad, "recover", "--offline")
+    assert rec.returncode == 0, rec.stderr
+    assert "1 offline run(s) recovered" in rec.stdout and "1 task document(s) stored" in rec.stdout, rec.stdout
+    db = server.db()
+    assert db.fireworks.find_one({"fw_id": fw_id})["state"] == "COMPLETED"
+    tasks = list(db.tasks.find({}, {"drx_id": 1, "state": 1}))
+    assert [t["drx_id"] for t in tasks] == info["drx_ids"] and tasks[0]["state"] == "successful"
+    again = drx("--launchpad", server.launchpad, "recover", "--offline")
+    assert again.returncode == 0 and db.tasks.count_documents({}) == 1
