@@ -175,13 +175,19 @@ def test_a_stopped_server_gives_a_clear_error_and_nothing_half_written(server, t
     assert server.db().structures.count_documents({}) == 0
 
 
-def _wait_for(predicate, timeout, what):
+def _wait_for(predicate, timeout, what, procs=(), logs=()):
+    """Poll until predicate(); fail at once (with the launchers' logs) when every launcher has already exited."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         if predicate():
             return
+        if procs and all(p.poll() is not None for p in procs):
+            if predicate():
+                return
+            break
         time.sleep(1)
-    raise AssertionError(f"timed out waiting for {what}")
+    tails = "\n".join(f"--- {log}:\n{Path(log).read_text()[-3000:]}" for log in logs if Path(log).exists())
+    raise AssertionError(f"timed out waiting for {what}; launcher exit codes {[p.poll() for p in procs]}\n{tails}")
 
 
 @pytest.mark.slow
@@ -198,7 +204,8 @@ def test_three_plain_rlaunch_with_a_server_kill_9_give_one_task_per_structure(se
                                       stderr=open(d / "rlaunch.log", "w")))
     try:
         db = server.db()
-        _wait_for(lambda: db.tasks.count_documents({}) >= 1, 900, "a first task document")
+        _wait_for(lambda: db.tasks.count_documents({}) >= 1, 600, "a first task document", procs,
+                  [tmp_path / f"launcher{i}" / "rlaunch.log" for i in range(3)])
         db.client.close()
         server.kill9()
         time.sleep(2)
