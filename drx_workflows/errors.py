@@ -15,3 +15,7 @@ class StoreCorruptError(DrxError):
 
 class StoreUnreachableError(DrxError):
     """A configured MongoDB server does not answer."""
+
+
+class ServerDownError(StoreUnreachableError):
+    """The server does not answer at all (as opposed to refusing credentials): may come back."""

@@ -30,13 +30,15 @@ _PREPARE = textwrap.dedent(
 
     root, n, seed, per_ntm = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     launchpad = sys.argv[5] if len(sys.argv) > 5 else ""
+    inline = len(sys.argv) > 6 and sys.argv[6] == "inline"
     config = StoreConfig.from_launchpad_file(launchpad) if launchpad else StoreConfig.embedded(root / "store.json")
     store = open_store(config)
     settings = EnumerationSettings(tms=("Mn", "Ni"), n_tm=(2,), per_ntm=per_ntm, toc_per_ntm=0,
                                    max_cation_sites=4, seed=seed)
     save_records(store, enumerate_drx(settings).records)
     docs = sorted(store.structures.find({}, {"_id": 0}), key=lambda d: d["drx_id"])[:n]
-    res = sub.submit_structures(store, docs, slices=["drill"], progress=False, user_incar_settings={"EDIFFG": -0.1})
+    res = sub.submit_structures(store, docs, slices=["drill"], progress=False, user_incar_settings={"EDIFFG": -0.1},
+                                inline_structure=inline)
     fworker = write_demo_fworker(root, store)
     store.save()
     print("PREPARED " + json.dumps({"drx_ids": [d["drx_id"] for d in docs], "added": res.added,
@@ -45,11 +47,13 @@ _PREPARE = textwrap.dedent(
 )
 
 
-def prepare_slice(root: Path, n: int = 2, seed: int = 0, per_ntm: int | None = None, launchpad: str | None = None) -> dict:
+def prepare_slice(root: Path, n: int = 2, seed: int = 0, per_ntm: int | None = None, launchpad: str | None = None,
+                  inline: bool = False) -> dict:
     """An embedded store in ``root`` (or the server of the ``launchpad`` YAML): ``per_ntm`` enumerated
-    structures (default ``n``), the first ``n`` submitted as relaxations, and a surrogate fworker."""
+    structures (default ``n``), the first ``n`` submitted as relaxations (``inline``: with their
+    structures in the fireworks), and a surrogate fworker."""
     root.mkdir(parents=True, exist_ok=True)
-    args = [str(root), str(n), str(seed), str(max(per_ntm or n, n, 2))] + ([str(launchpad)] if launchpad else [])
+    args = [str(root), str(n), str(seed), str(max(per_ntm or n, n, 2)), str(launchpad or "")] + (["inline"] if inline else [])
     r = subprocess.run([sys.executable, "-c", _PREPARE, *args], capture_output=True,
                        text=True, timeout=600, env=clean_env())
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
@@ -59,7 +63,10 @@ def prepare_slice(root: Path, n: int = 2, seed: int = 0, per_ntm: int | None = N
 
 
 def clean_env(**extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("DRX_STORE", "DRX_LAUNCHPAD", "DRX_STORE_WAIT")}
+    # MONGOMOCK_SERVERSTORE_FILE is left in os.environ by any embedded store this test process
+    # opened; FireWorks' rlaunch obeys it over -l, so a child would silently run another store
+    dropped = ("DRX_STORE", "DRX_LAUNCHPAD", "DRX_STORE_WAIT", "MONGOMOCK_SERVERSTORE_FILE")
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
     env.update({k: str(v) for k, v in extra.items()})
     return env

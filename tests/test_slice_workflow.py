@@ -196,9 +196,13 @@ def _frame_task(drx_id, structure, energy, task_id):
 
 def test_training_with_references_waits_for_them_and_trains_on_them(fresh_store):
     from drx_workflows.enumeration.records import structure_from_doc
-    from drx_workflows.store.training_data import slice_data
     from drx_workflows.pipeline.relax.references import submit_references
-    from drx_workflows.vasp.references import LI_REFERENCE_ID, WF_KIND_REFERENCE, reference_structures
+    from drx_workflows.store.training_data import slice_data
+    from drx_workflows.vasp.references import (
+        LI_REFERENCE_ID,
+        WF_KIND_REFERENCE,
+        reference_structures,
+    )
 
     _enumerate(fresh_store, per_ntm=4)
     define_slice(fresh_store, SliceDefinition("s", kind="all", test_fraction=0.25))

@@ -12,8 +12,7 @@ from drx_workflows.errors import DrxError
 from drx_workflows.pipeline import report
 from drx_workflows.pipeline import voltages as pipeline_voltages
 from drx_workflows.store import voltages as stored
-from drx_workflows.voltages import energies
-from drx_workflows.voltages import relax
+from drx_workflows.voltages import energies, relax
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "drx_dft"
 

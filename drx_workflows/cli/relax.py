@@ -70,10 +70,13 @@ def _parse_query(text):
 @click.option("--train-category", help="With --train: FireWorks _category of the training fireworks.")
 @click.option("--with-references", is_flag=True,
               help="With --train: the voltage reference calculations (bcc Li metal) join the workflow and the training.")
+@click.option("--inline-structures", is_flag=True,
+              help="Put each structure in its firework instead of naming it by drx_id: for compute nodes without "
+                   "database access (qlaunch -r / rlaunch --offline).")
 @click.pass_context
 def submit(ctx, query, ids_file, slice_name, limit, atoms, batch_size, dry_dir, n_dry, to_file, to_dir, fworker,
            skip_potcar_check, no_check, max_errors, quiet, train_backends, overrides, target, frames, train_category,
-           with_references, references=False):
+           with_references, inline_structures, references=False):
     from drx_workflows.pipeline.launch.local import fworker_is_fake, load_fworker
     from drx_workflows.pipeline.relax import submit as sub
     from drx_workflows.vasp.sets import check_psp_dir
@@ -92,7 +95,7 @@ def submit(ctx, query, ids_file, slice_name, limit, atoms, batch_size, dry_dir, 
         fake = fworker_is_fake(load_fworker(fworker)[0]) if fworker else False
         if not fake:
             check_psp_dir()
-    wf_kwargs = {}
+    wf_kwargs = {"inline_structure": True} if inline_structures else {}
     if train_backends:
         if not slice_name or atoms or references or to_file or to_dir or query or ids_file or limit:
             raise DrxError("--train goes with --slice only (the training fireworks wait for that slice's relaxations)")
@@ -136,9 +139,8 @@ def submit(ctx, query, ids_file, slice_name, limit, atoms, batch_size, dry_dir, 
 
             done = sub.submitted_ids(store.launchpad())
             docs = [d for d in docs if d.get("drx_id") not in done]
-            wfs = sub.build_workflows(
-                docs, slices=[slice_name] if slice_name else None, check=not no_check, inline_structure=True, **wf_kwargs
-            )
+            wf_kwargs["inline_structure"] = True
+            wfs = sub.build_workflows(docs, slices=[slice_name] if slice_name else None, check=not no_check, **wf_kwargs)
         else:
             result = sub.submit_structures(
                 store, docs, slices=[slice_name] if slice_name else None, batch_size=batch_size,

@@ -18,11 +18,13 @@ Two backends:
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 from drx_workflows.errors import (
     DrxError,
+    ServerDownError,
     StoreUnreachableError,
 )
 from drx_workflows.fileio import atomic_write_text
@@ -49,6 +51,12 @@ class Store:
             _route_fireworks_to(self.client)
         else:
             self.client = _connect_mongodb(config, server_timeout_s)
+            if os.environ.get("MONGOMOCK_SERVERSTORE_FILE") and not any(c.kind == "embedded" for c in _OPEN):
+                # FireWorks' tools obey this variable over any launchpad file: their fireworks
+                # would go to that JSON file while drx writes to the server.
+                print(f"drx: warning: MONGOMOCK_SERVERSTORE_FILE is set ({os.environ['MONGOMOCK_SERVERSTORE_FILE']}); "
+                      f"FireWorks tools started from here will use that file, not {config.describe()}; unset it",
+                      file=sys.stderr)
         self.db = self.client[config.name]
         self._ensure_indexes()
 
@@ -140,6 +148,8 @@ class Store:
             return
         self.structures.create_index("drx_id", unique=True)
         self.tasks.create_index("drx_id")
+        # the relaxations' duplicate check queries spec.drx_id on every checkout (a full scan without it)
+        self.db["fireworks"].create_index("spec.drx_id")
 
 
 def journaled(mongoclient_kwargs: dict) -> dict:
@@ -152,12 +162,39 @@ def journaled(mongoclient_kwargs: dict) -> dict:
     return kwargs
 
 
+SERVER_RESTART_WAIT_S = 60.0
+
+
+def retry_while_down(operation, wait_s: float, what: str):
+    """Run ``operation()`` again while the server is down, for up to ``wait_s`` seconds.
+
+    For idempotent writes at the end of hours of compute (a task document): a server restart
+    in that moment must not fizzle the run. Other errors (credentials, bad documents) go through.
+    """
+    import time
+
+    import pymongo
+    from pymongo.errors import ConnectionFailure
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            with pymongo.timeout(max(1.0, deadline - time.monotonic())):
+                return operation()
+        except (ServerDownError, ConnectionFailure) as exc:
+            if time.monotonic() >= deadline:
+                raise ServerDownError(f"{what}: the server stayed down for {wait_s:g} s ({exc})") from None
+            time.sleep(min(5.0, max(0.0, deadline - time.monotonic())))
+
+
 def _connect_mongodb(config: StoreConfig, timeout_s: float):
     import pymongo
     from pymongo.errors import ConfigurationError, OperationFailure, PyMongoError
 
     kwargs = journaled(config.mongoclient_kwargs)
-    kwargs.setdefault("serverSelectionTimeoutMS", int(timeout_s * 1000))
+    # Once connected, an operation waits this long for a restarted server (a long queue job
+    # should ride out a restart); only the first ping below is held to the short timeout_s.
+    kwargs.setdefault("serverSelectionTimeoutMS", int(max(timeout_s, SERVER_RESTART_WAIT_S) * 1000))
     kwargs.setdefault("connectTimeoutMS", int(timeout_s * 1000))
     try:
         if config.uri_mode:
@@ -171,13 +208,19 @@ def _connect_mongodb(config: StoreConfig, timeout_s: float):
                 authSource=config.authsource or config.name,
                 **kwargs,
             )
-        client.admin.command("ping")
+        try:
+            with pymongo.timeout(timeout_s):
+                client.admin.command("ping")
+        except Exception:
+            client.close()
+            raise
     except OperationFailure as exc:
         raise StoreUnreachableError(
             f"{config.describe()} refused the credentials in {config.source} (code {exc.code})"
         ) from None
     except (ConfigurationError, PyMongoError) as exc:
-        raise StoreUnreachableError(
+        error = StoreUnreachableError if isinstance(exc, ConfigurationError) else ServerDownError
+        raise error(
             f"cannot reach {config.describe()} within {timeout_s:g} s ({type(exc).__name__}); "
             f"check host/port in {config.source} and that the server is running"
         ) from None

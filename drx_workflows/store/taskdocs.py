@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 
-def insert_task_doc(db_file: str, doc: dict) -> int:
-    """Insert (or replace) a task doc in the store named by a db file; returns its task_id."""
-    from drx_workflows.store.client import open_store
+def insert_task_doc(db_file: str, doc: dict, server_wait_s: float | None = None) -> int:
+    """Insert (or replace) a task doc in the store named by a db file; returns its task_id.
+
+    A server that is down (restarting) is waited for ``server_wait_s`` seconds (default
+    ``$DRX_STORE_WAIT`` or 600): the write is keyed by ``dir_name``, so repeating it is safe.
+    """
+    from drx_workflows.store.client import open_store, retry_while_down
+    from drx_workflows.store.config import ENV_STORE_WAIT
     from drx_workflows.store.dbfile import load_db_file
 
-    return store_task_doc(open_store(load_db_file(db_file)), doc)
+    config = load_db_file(db_file)
+    if server_wait_s is None:
+        try:
+            server_wait_s = float(os.environ.get(ENV_STORE_WAIT) or 600)
+        except ValueError:
+            server_wait_s = 600.0
+    if config.kind == "embedded":
+        return store_task_doc(open_store(config), doc)
+    return retry_while_down(lambda: store_task_doc(open_store(config), doc), server_wait_s,
+                            f"task document of {doc.get('dir_name')}")
 
 
 def store_task_doc(store, doc: dict) -> int:
@@ -35,8 +50,17 @@ def store_task_doc(store, doc: dict) -> int:
 
 
 def read_task_json(path: str | Path) -> dict:
-    """A task document written to ``task.json`` by a run that could not reach the store (offline mode)."""
+    """A task document written to ``task.json`` by a run that could not reach the store (offline mode).
+
+    Only the datetimes are decoded back: the document was made BSON-safe before it was written
+    (pymatgen objects as their dicts), and decoding those into objects would make it unstorable.
+    """
     from monty.json import MontyDecoder
 
+    decoder = MontyDecoder()
+
+    def datetimes(d: dict):
+        return decoder.process_decoded(d) if d.get("@module") == "datetime" else d
+
     with open(path, encoding="utf-8") as fh:
-        return json.load(fh, cls=MontyDecoder)
+        return json.load(fh, object_hook=datetimes)

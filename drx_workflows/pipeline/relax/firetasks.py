@@ -40,6 +40,11 @@ def db_file_of(task, fw_spec) -> str | None:
     return env_chk(task.get("db_file", ">>db_file<<"), fw_spec, strict=False, default=None)
 
 
+def _offline_run() -> bool:
+    """Whether this rocket runs in FireWorks' offline mode (custodian may have gzipped its file)."""
+    return os.path.exists("FW_offline.json") or os.path.exists("FW_offline.json.gz")
+
+
 @explicit_serialize
 class WriteDrxInputs(FiretaskBase):
     """Write the VASP inputs of one structure.
@@ -86,6 +91,9 @@ class WriteDrxInputs(FiretaskBase):
         drx_id = self.get("drx_id") or fw_spec.get("drx_id")
         if not drx_id:
             raise DrxError("WriteDrxInputs needs a structure or a drx_id")
+        if _offline_run():
+            raise DrxError(f"{drx_id}: an offline run cannot read its structure from the store; "
+                           "submit with `drx submit --inline-structures` for offline compute nodes")
         db_file = db_file_of(self, fw_spec)
         if not db_file:
             raise DrxError(f"{drx_id}: no db_file in the fworker env to read the structure from")
@@ -213,7 +221,7 @@ class DrxVaspToDb(FiretaskBase):
             fields["tags"] = sorted(set(fields.get("tags") or []) | set(task_tags(fw_spec)), key=str)
         doc = build_task_doc(calc_dir, fields)
         db_file = db_file_of(self, fw_spec)
-        if db_file and not os.path.exists("FW_offline.json"):
+        if db_file and not _offline_run():
             task_id = insert_task_doc(db_file, doc)
         else:
             write_task_json(doc, os.path.join(calc_dir, "task.json"))
