@@ -1,6 +1,7 @@
 """Submission: idempotent, batched with rollback, file export for `lpad add`, dry runs, bad input."""
 
 import itertools
+import json
 
 import click
 import pytest
@@ -195,8 +196,16 @@ def test_cli_submit_status_dry_run_to_file(store, tmp_path, monkeypatch):
     assert n_fireworks(store) == 0
     r = runner.invoke(grp, ["submit", "--quiet", "--limit", "3"], catch_exceptions=False)
     assert r.exit_code == 0 and "3 workflows added" in r.output
-    r = runner.invoke(grp, ["submit", "--quiet"], catch_exceptions=False)
+    r = runner.invoke(grp, ["submit", "--quiet", "--inline-structures"], catch_exceptions=False)
     assert "1 workflows added" in r.output and "3 already submitted" in r.output
+    # by drx_id for the first three; the last carries its structure (for offline compute nodes)
+    writes = {fw["spec"]["drx_id"]: fw["spec"]["_tasks"][0] for fw in store.launchpad().fireworks.find({})}
+    inline = {i: json.loads(t["structure"]) for i, t in writes.items() if "structure" in t}
+    assert list(inline) == ["drx-000000000003"] and len(writes) == 4
+    expected = next(d for d in store.structures.find({"drx_id": "drx-000000000003"}))["structure"]
+    from drx_workflows.enumeration.records import structure_from_doc
+
+    assert structure_from_doc(inline["drx-000000000003"]) == structure_from_doc(expected)
     r = runner.invoke(grp, ["status"], catch_exceptions=False)
     assert r.exit_code == 0 and "n_tm=2" in r.output and "READY" in r.output
     r = runner.invoke(grp, ["rerun", "--fizzled"], catch_exceptions=False)
