@@ -70,9 +70,9 @@ def _patch_index_planner(storage_cls) -> None:
     storage_cls._try_index_id_keys = _try_index_id_keys
 
 
-def _sorted_walk_index(storage, db, coll, flt, sort) -> tuple[str, list[str], bool] | None:
-    """(index name, equality fields in index order, reversed walk) when an index is the
-    filter's scalar equality fields followed by exactly the sort fields."""
+def _sorted_walk_index(storage, db, coll, flt, sort) -> tuple[str, dict, list[str], bool] | None:
+    """(index name, its key spec, equality fields in index order, reversed walk) when an index
+    starts with some of the filter's scalar equality fields followed by the sort fields."""
     sort_items = list(sort.items())
     if not sort_items or any(d not in (1, -1) for _, d in sort_items):
         return None
@@ -93,7 +93,7 @@ def _sorted_walk_index(storage, db, coll, flt, sort) -> tuple[str, list[str], bo
             same = all(int(d) == idx for (_, d), (_, idx) in zip(sort_items, tail))
             inverted = all(int(d) == -idx for (_, d), (_, idx) in zip(sort_items, tail))
             if (same or inverted) and not storage.index_is_multikey(db, coll, name):
-                return name, fields[:n_eq], inverted
+                return name, key_spec, fields[:n_eq], inverted
     return None
 
 
@@ -114,8 +114,7 @@ def _patch_sorted_limit(storage_mod) -> None:
             with self._lock:
                 picked = _sorted_walk_index(self, db, coll, filter, sort)
                 if picked is not None:
-                    name, eq_fields, inverted = picked
-                    key_spec = dict(next(s for n, s, _sp, _u in self._all_indexes(db, coll) if n == name))
+                    name, key_spec, eq_fields, inverted = picked
                     parts = [storage_mod.encode_value_directed(filter[f], int(key_spec[f])) for f in eq_fields]
                     prefix = storage_mod.COMPOUND_SEP.join(parts) + storage_mod.COMPOUND_SEP
                     recordids = self._scan_index_for_id_keys(db, coll, name, prefix, prefix=True)
