@@ -50,3 +50,30 @@ def run_drx(*args, cwd=None, env=None, timeout=600):
         text=True,
         timeout=timeout,
     )
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Debian's chromium, installed by launchers/browser/chromium.sh; its path."""
+    import subprocess
+
+    from browser_drill import BROWSER
+
+    r = subprocess.run([str(BROWSER), "install"], capture_output=True, text=True, timeout=900)
+    if r.returncode == 3:
+        pytest.skip("apt-get is not available to install chromium: " + r.stderr.strip())
+    assert r.returncode == 0, r.stderr
+    return subprocess.run([str(BROWSER), "path"], capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def local_slurm():
+    """The one-node SLURM cluster of launchers/local_slurm/slurm.sh; stopped after the module if started here."""
+    from drx_drill import slurm_down, slurm_up
+
+    started, why_not = slurm_up()
+    if why_not:
+        pytest.skip(why_not)
+    yield
+    if started:
+        slurm_down()

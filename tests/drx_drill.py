@@ -29,31 +29,47 @@ _PREPARE = textwrap.dedent(
     from drx_workflows.pipeline.relax import submit as sub
 
     root, n, seed, per_ntm = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-    launchpad = sys.argv[5] if len(sys.argv) > 5 else ""
-    inline = len(sys.argv) > 6 and sys.argv[6] == "inline"
+    launchpad = sys.argv[5]
+    inline = sys.argv[6] == "inline"
+    train = json.loads(sys.argv[7])
     config = StoreConfig.from_launchpad_file(launchpad) if launchpad else StoreConfig.embedded(root / "store.json")
     store = open_store(config)
-    settings = EnumerationSettings(tms=("Mn", "Ni"), n_tm=(2,), per_ntm=per_ntm, toc_per_ntm=0,
+    settings = EnumerationSettings(tms=tuple(sys.argv[8].split(",")), n_tm=(2,), per_ntm=per_ntm, toc_per_ntm=0,
                                    max_cation_sites=4, seed=seed)
     save_records(store, enumerate_drx(settings).records)
     docs = sorted(store.structures.find({}, {"_id": 0}), key=lambda d: d["drx_id"])[:n]
-    res = sub.submit_structures(store, docs, slices=["drill"], progress=False, user_incar_settings={"EDIFFG": -0.1},
-                                inline_structure=inline)
+    loose = {"EDIFFG": -0.1}
+    if train:  # a slice of the first n structures whose training firework waits for them all
+        from drx_workflows.pipeline.training.slice_flows import TrainingRequest, submit_slice
+        from drx_workflows.slices.definition import SliceDefinition
+        from drx_workflows.store.slices import define_slice
+
+        store.structures.delete_many({"drx_id": {"$nin": [d["drx_id"] for d in docs]}})
+        define_slice(store, SliceDefinition("drill", kind="all", test_fraction=train["test_fraction"]))
+        added = submit_slice(store, "drill", TrainingRequest(train["backends"], train["hyperparameters"]),
+                             user_incar_settings=loose).relaxations_added
+    else:
+        added = sub.submit_structures(store, docs, slices=["drill"], progress=False, user_incar_settings=loose,
+                                      inline_structure=inline).added
     fworker = write_demo_fworker(root, store)
     store.save()
-    print("PREPARED " + json.dumps({"drx_ids": [d["drx_id"] for d in docs], "added": res.added,
+    print("PREPARED " + json.dumps({"drx_ids": [d["drx_id"] for d in docs], "added": added,
                                     "fworker": str(fworker), "store": str(store.config.path or launchpad)}))
     """
 )
 
 
 def prepare_slice(root: Path, n: int = 2, seed: int = 0, per_ntm: int | None = None, launchpad: str | None = None,
-                  inline: bool = False) -> dict:
+                  inline: bool = False, train: dict | None = None, tms: str = "Mn,Ni") -> dict:
     """An embedded store in ``root`` (or the server of the ``launchpad`` YAML): ``per_ntm`` enumerated
-    structures (default ``n``), the first ``n`` submitted as relaxations (``inline``: with their
-    structures in the fireworks), and a surrogate fworker."""
+    structures of two of ``tms`` (default ``n``), the first ``n`` submitted as relaxations (``inline``: with
+    their structures in the fireworks), and a surrogate fworker.
+
+    ``train`` ({"backends": [...], "hyperparameters": {...}, "test_fraction": f}): only those ``n``
+    are kept, as slice ``drill``, submitted with its training fireworks."""
     root.mkdir(parents=True, exist_ok=True)
-    args = [str(root), str(n), str(seed), str(max(per_ntm or n, n, 2)), str(launchpad or "")] + (["inline"] if inline else [])
+    args = [str(root), str(n), str(seed), str(max(per_ntm or n, n, 2)), str(launchpad or ""),
+            "inline" if inline else "", json.dumps(train) if train else "null", tms]
     r = subprocess.run([sys.executable, "-c", _PREPARE, *args], capture_output=True,
                        text=True, timeout=600, env=clean_env())
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
@@ -95,11 +111,13 @@ def tasks_per_structure(db: dict) -> dict:
     return counts
 
 
-def local_qadapter(dst: Path, store, fworker, wait: float = 600, template: Path | None = None) -> Path:
+def local_qadapter(dst: Path, store, fworker, wait: float = 600, template: Path | None = None,
+                   rocket_launch: str | None = None) -> Path:
     """The project's SLURM qadapter template filled in for the local one-node cluster.
 
-    Only the CHANGE fields differ: the job runs ``drx rlaunch singleshot`` on ``store``, in the
-    ``debug`` partition with one core and this venv; everything else is the template's.
+    Only the CHANGE fields differ: the job runs ``rocket_launch`` (default ``drx rlaunch singleshot``
+    on the embedded ``store``), in the ``debug`` partition with one core and this venv; everything
+    else is the template's.
     """
     from ruamel.yaml import YAML
 
@@ -110,7 +128,7 @@ def local_qadapter(dst: Path, store, fworker, wait: float = 600, template: Path 
     yaml = YAML(typ="safe")
     doc = yaml.load(template.read_text())
     doc.update(
-        rocket_launch=job_rocket_command(StoreConfig.embedded(store), fworker, wait=wait),
+        rocket_launch=rocket_launch or job_rocket_command(StoreConfig.embedded(store), fworker, wait=wait),
         queue="debug",
         ntasks_per_node=1,
         walltime="00:30:00",
@@ -118,6 +136,7 @@ def local_qadapter(dst: Path, store, fworker, wait: float = 600, template: Path 
         logdir=str(dst.parent / "fw_logs"),
     )
     doc.pop("account", None)
+    Path(doc["logdir"]).mkdir(parents=True, exist_ok=True)  # FireWorks' adapter cannot count jobs without it
     yaml.default_flow_style = False
     with open(dst, "w") as fh:
         yaml.dump(doc, fh)

@@ -15,21 +15,9 @@ from drx_drill import (
     local_qadapter,
     prepare_slice,
     read_store,
-    slurm_down,
-    slurm_up,
     tasks_per_structure,
     wait_for_jobs,
 )
-
-
-@pytest.fixture(scope="module")
-def local_slurm():
-    started, why_not = slurm_up()
-    if why_not:
-        pytest.skip(why_not)
-    yield
-    if started:
-        slurm_down()
 
 
 def test_slurm_script_is_idempotent(local_slurm):

@@ -10,7 +10,6 @@ import gzip
 import json
 import os
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -22,57 +21,8 @@ import pytest
 pytest.importorskip("secantus")
 
 sys.path.insert(0, str(Path(__file__).parent))
-from drx_drill import DRX, clean_env, prepare_slice  # noqa: E402
-
-BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def drx(*args, env=None, timeout=300, cwd=None):
-    return subprocess.run([DRX, *map(str, args)], capture_output=True, text=True, timeout=timeout,
-                          env=env or clean_env(), cwd=cwd)
-
-
-class Server:
-    def __init__(self, directory: Path, port: int, auth: bool = False, env=None):
-        self.dir, self.port, self.auth, self.env = directory, port, auth, env or clean_env()
-
-    def start(self):
-        r = drx("server", "start", "--dir", self.dir, "--port", self.port, *(["--auth"] if self.auth else []), env=self.env)
-        assert r.returncode == 0, r.stderr
-        return r
-
-    def stop(self):
-        return drx("server", "stop", "--dir", self.dir, env=self.env)
-
-    @property
-    def pid(self) -> int:
-        return int((self.dir / "server.pid").read_text())
-
-    @property
-    def launchpad(self) -> Path:
-        return self.dir / "my_launchpad.yaml"
-
-    def kill9(self):
-        os.kill(self.pid, signal.SIGKILL)
-        deadline = time.time() + 10
-        while time.time() < deadline and Path(f"/proc/{self.pid}").exists():
-            time.sleep(0.1)
-
-    def db(self):
-        import pymongo
-
-        from drx_workflows.store.config import StoreConfig
-
-        c = StoreConfig.from_launchpad_file(self.launchpad)
-        client = pymongo.MongoClient(c.host, c.port, username=c.username, password=c.password,
-                                     authSource=c.authsource or "admin", serverSelectionTimeoutMS=10000)
-        return client[c.name]
+from drx_drill import clean_env, prepare_slice  # noqa: E402
+from server_drill import BIN, Server, describe_run, drx, free_port, wait_for  # noqa: E402
 
 
 @pytest.fixture
@@ -205,33 +155,6 @@ def test_a_task_document_waits_for_a_restarting_server_and_gives_up_in_one_line(
     assert server.db().tasks.count_documents({}) == 1
 
 
-def _describe_run(server) -> str:
-    """Firework states and, for a FIZZLED one, the exception its launch stored: what a failed drill needs."""
-    db = server.db()
-    states = {fw["fw_id"]: fw["state"] for fw in db.fireworks.find({}, {"fw_id": 1, "state": 1})}
-    why = [f"launch {la['launch_id']} of fw {la['fw_id']}: "
-           f"{str((la.get('action') or {}).get('stored_data', {}).get('_exception', {}).get('_stacktrace'))[-1500:]}"
-           for la in db.launches.find({"state": "FIZZLED"})]
-    db.client.close()
-    return f"states {states}\n" + "\n".join(why)
-
-
-def _wait_for(predicate, timeout, what, procs=(), logs=(), describe=None):
-    """Poll until predicate(); fail at once (with the launchers' logs) when every launcher has already exited."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        if procs and all(p.poll() is not None for p in procs):
-            if predicate():
-                return
-            break
-        time.sleep(1)
-    tails = "\n".join(f"--- {log}:\n{Path(log).read_text()[-3000:]}" for log in logs if Path(log).exists())
-    raise AssertionError(f"timed out waiting for {what}; launcher exit codes {[p.poll() for p in procs]}; "
-                         f"{describe() if describe else ''}\n{tails}")
-
-
 @pytest.mark.slow
 def test_three_plain_rlaunch_with_a_server_kill_9_give_one_task_per_structure(server, tmp_path):
     """The production path: FireWorks' own rlaunch, three at once, the server killed mid-run and restarted."""
@@ -246,8 +169,8 @@ def test_three_plain_rlaunch_with_a_server_kill_9_give_one_task_per_structure(se
                                       stderr=subprocess.STDOUT))
     try:
         db = server.db()
-        _wait_for(lambda: db.tasks.count_documents({}) >= 1, 600, "a first task document", procs,
-                  [tmp_path / f"launcher{i}" / "rlaunch.log" for i in range(3)], lambda: _describe_run(server))
+        wait_for(lambda: db.tasks.count_documents({}) >= 1, 600, "a first task document", procs,
+                  [tmp_path / f"launcher{i}" / "rlaunch.log" for i in range(3)], lambda: describe_run(server))
         db.client.close()
         server.kill9()
         time.sleep(2)
@@ -267,7 +190,7 @@ def test_three_plain_rlaunch_with_a_server_kill_9_give_one_task_per_structure(se
         assert rl.returncode == 0, rl.stderr[-2000:]
     db = server.db()
     states = {fw["fw_id"]: fw["state"] for fw in db.fireworks.find({}, {"fw_id": 1, "state": 1})}
-    assert set(states.values()) == {"COMPLETED"}, _describe_run(server)
+    assert set(states.values()) == {"COMPLETED"}, describe_run(server)
     per_structure = {}
     for t in db.tasks.find({}, {"drx_id": 1}):
         per_structure[t["drx_id"]] = per_structure.get(t["drx_id"], 0) + 1

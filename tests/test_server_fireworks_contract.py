@@ -19,7 +19,7 @@ pytest.importorskip("secantus")
 
 sys.path.insert(0, str(Path(__file__).parent))
 from drx_drill import clean_env  # noqa: E402
-from test_server import Server  # noqa: E402
+from server_drill import Server  # noqa: E402
 
 MODULE = Path(__import__("fireworks").__file__).parent / "core" / "tests" / "test_launchpad.py"
 

@@ -19,7 +19,7 @@ pytest.importorskip("secantus")
 
 sys.path.insert(0, str(Path(__file__).parent))
 from drx_drill import clean_env  # noqa: E402
-from test_server import Server, drx, free_port  # noqa: E402
+from server_drill import Server, drx, free_port  # noqa: E402
 
 
 def _docs(n: int, seed: int = 1) -> list[dict]:

@@ -85,6 +85,24 @@ def test_second_process_can_wait_for_the_store(tmp_path):
     assert time.monotonic() - t0 < 30
 
 
+def test_a_bad_store_wait_is_one_line_wherever_it_is_read(tmp_path, monkeypatch):
+    from drx_workflows.errors import DrxError
+    from drx_workflows.store.config import store_wait_from_env
+
+    monkeypatch.setenv("DRX_STORE_WAIT", " 12.5 ")
+    assert store_wait_from_env(600) == 12.5
+    monkeypatch.setenv("DRX_STORE_WAIT", "")
+    assert store_wait_from_env(600) == 600
+    for bad in ("ten", "-1", "nan"):
+        monkeypatch.setenv("DRX_STORE_WAIT", bad)
+        with pytest.raises(DrxError, match="DRX_STORE_WAIT must be a number of seconds"):
+            store_wait_from_env(600)
+    for args in (["info"], ["rlaunch", "singleshot"]):  # open_store and drx rlaunch
+        r = run_drx("--store", tmp_path / "s.json", *args, cwd=tmp_path, env={"DRX_STORE_WAIT": "soon"})
+        assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+            "drx: error: DRX_STORE_WAIT must be a number of seconds, got 'soon'"], r.stderr
+
+
 def test_corrupted_store_gives_clear_error_and_keeps_good_copy(tmp_path):
     path = tmp_path / "store.json"
     for i in range(2):  # two saves, so a .bak exists

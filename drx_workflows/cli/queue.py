@@ -6,8 +6,6 @@ submits such jobs; both are safe on the embedded store (see drx_workflows.pipeli
 
 from __future__ import annotations
 
-import os
-
 import click
 
 from drx_workflows.errors import DrxError
@@ -21,17 +19,9 @@ def _config(ctx):
 
 
 def _wait(value, default: float) -> float:
-    from drx_workflows.store.config import ENV_STORE_WAIT
+    from drx_workflows.store.config import store_wait_from_env
 
-    if value is not None:
-        return value
-    env = os.environ.get(ENV_STORE_WAIT)
-    if env:
-        try:
-            return float(env)
-        except ValueError:
-            raise DrxError(f"{ENV_STORE_WAIT} must be a number of seconds, got {env!r}") from None
-    return default
+    return value if value is not None else store_wait_from_env(default)
 
 
 _store_wait = click.option(

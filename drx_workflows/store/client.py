@@ -29,12 +29,12 @@ from drx_workflows.errors import (
 )
 from drx_workflows.fileio import atomic_write_text
 from drx_workflows.store.config import (
-    ENV_STORE_WAIT,
     POTENTIALS,
     SLICES,
     STRUCTURES,
     TASKS,
     StoreConfig,
+    store_wait_from_env,
 )
 from drx_workflows.store.embedded import EmbeddedFile
 
@@ -279,10 +279,7 @@ def open_store(config: StoreConfig | None = None, wait: float | None = None) -> 
             f"mongomock keeps one store per process, so {config.path} cannot be opened beside it"
         )
     if wait is None:
-        try:
-            wait = float(os.environ.get(ENV_STORE_WAIT, "0") or 0)
-        except ValueError:
-            raise DrxError(f"{ENV_STORE_WAIT} must be a number of seconds") from None
+        wait = store_wait_from_env(0.0)
     store = Store(config, wait=wait)
     _OPEN[config] = store
     return store

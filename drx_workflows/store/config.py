@@ -23,7 +23,21 @@ ENV_STORE = "DRX_STORE"  # path of the embedded store file
 ENV_LAUNCHPAD = "DRX_LAUNCHPAD"  # FireWorks launchpad YAML of a MongoDB server
 
 
-ENV_STORE_WAIT = "DRX_STORE_WAIT"  # seconds to wait for a held embedded store
+ENV_STORE_WAIT = "DRX_STORE_WAIT"  # seconds to wait for a held embedded store or a restarting server
+
+
+def store_wait_from_env(default: float) -> float:
+    """``$DRX_STORE_WAIT`` in seconds, or ``default`` when it is unset or empty."""
+    raw = os.environ.get(ENV_STORE_WAIT, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise DrxError(f"{ENV_STORE_WAIT} must be a number of seconds, got {raw!r}")
+    return value
 
 
 # Collections of the project's own data, beside FireWorks' collections.

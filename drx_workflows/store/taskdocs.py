@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 
@@ -14,15 +13,12 @@ def insert_task_doc(db_file: str, doc: dict, server_wait_s: float | None = None)
     ``$DRX_STORE_WAIT`` or 600): the write is keyed by ``dir_name``, so repeating it is safe.
     """
     from drx_workflows.store.client import open_store, retry_while_down
-    from drx_workflows.store.config import ENV_STORE_WAIT
+    from drx_workflows.store.config import store_wait_from_env
     from drx_workflows.store.dbfile import load_db_file
 
     config = load_db_file(db_file)
     if server_wait_s is None:
-        try:
-            server_wait_s = float(os.environ.get(ENV_STORE_WAIT) or 600)
-        except ValueError:
-            server_wait_s = 600.0
+        server_wait_s = store_wait_from_env(600.0)
     if config.kind == "embedded":
         return store_task_doc(open_store(config), doc)
     return retry_while_down(lambda: store_task_doc(open_store(config), doc), server_wait_s,

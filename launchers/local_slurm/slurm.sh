@@ -49,7 +49,8 @@ SelectTypeParameters=CR_Core
 ReturnToService=2
 SlurmdTimeout=300
 NodeName=localhost NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM_MB State=UNKNOWN
-PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+# OverSubscribe: up to four one-core jobs share a core, so the queue drills run four jobs at once on 2 cores
+PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
 CONF
   mv "$CONF.tmp" "$CONF"
 }
