@@ -426,3 +426,20 @@ def test_custodian_fixes_frozen_job(tmp_path, monkeypatch):
     assert corrections[0]["errors"] == ["Frozen job"]
     assert corrections[0]["actions"] == [{"dict": "INCAR", "action": {"_set": {"ALGO": "Normal"}}}]
     assert vasprun(tmp_path).converged
+
+
+def test_the_engine_uses_the_cpus_the_job_was_given(monkeypatch):
+    import os
+
+    from drx_workflows.vasp.surrogate.engine import granted_cpus
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("SLURM_CPUS_ON_NODE", raising=False)
+    assert granted_cpus() == 1  # many surrogates run at once; one busy thread each
+    monkeypatch.setenv("SLURM_CPUS_ON_NODE", "1000")
+    assert granted_cpus() == os.cpu_count()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert granted_cpus() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "x")
+    monkeypatch.setenv("SLURM_CPUS_ON_NODE", "2")
+    assert granted_cpus() == min(2, os.cpu_count())
