@@ -109,6 +109,25 @@ def test_checkout_order_and_results_are_the_unpatched_servers(servers):
         assert seen[0] == seen[1] == expected
 
 
+def test_a_walk_against_the_index_order_and_an_empty_prefix_agree(servers):
+    """The walk reads index entries lazily from either end of the equality prefix."""
+    docs = _docs(400, seed=3)
+    keys = []
+    for server in servers:
+        db, pymongo = _load(server, docs)
+        got = []
+        for skip, limit in ((0, 1), (0, 7), (5, 40), (0, 1000)):
+            # (priority asc, created_on desc) is FireWorks' (state -1, priority -1, created_on 1) index backwards
+            found = db.fireworks.find({"state": "READY", "spec._category": "vasp"},
+                                      sort=[("spec._priority", 1), ("created_on", -1)], skip=skip, limit=limit)
+            got.append([(d["spec"].get("_priority"), d["created_on"]) for d in found])
+        got.append(list(db.fireworks.find({"state": "PAUSED"}, sort=[("spec._priority", 1)], limit=3)))
+        keys.append(got)
+        db.client.close()
+    assert keys[0] == keys[1]
+    assert len(keys[0][3]) > 50 and keys[0][4] == []
+
+
 def test_conjunction_filters_and_the_workflow_lock_agree(servers):
     docs = _docs(200, seed=2)
     answers = []

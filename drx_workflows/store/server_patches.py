@@ -14,8 +14,10 @@ findAndModify. On the unpatched server both cost time in proportion to the colle
 2. **A sorted query with a limit decodes every matching document** before sorting. When an
    index starts with the filter's equality fields followed by the sort fields (FireWorks'
    ``tuneup`` creates ``(state, spec._priority, created_on)`` for its ``spec._priority`` sort),
-   the index entries are already in sort order: walk them, decode in small batches and stop
-   at the limit. Ties come out in the index's trailing order (``created_on``: first in, first out).
+   the index entries are already in sort order: walk them lazily from the right end of the
+   equality prefix (backwards when the sort is the index reversed), decode in small batches and
+   stop at the limit, so a checkout reads a few entries whatever the number of READY fireworks.
+   Ties come out in the index's trailing order (``created_on``: first in, first out).
 
 Both are guarded by the server version they were written against; any other version is
 served unpatched (``applied()`` says which).
@@ -97,6 +99,60 @@ def _sorted_walk_index(storage, db, coll, flt, sort) -> tuple[str, dict, list[st
     return None
 
 
+def _walk_ids(storage_mod, storage, db, coll, name, esc_kb: bytes, backward: bool, after, n: int):
+    """Up to ``n`` RecordIds of index ``name``'s entries that start with ``esc_kb``, in walk order,
+    resuming after the packed entry ``after`` (None: from the start, or the end when ``backward``).
+
+    Returns (ids, last packed entry, exhausted). Only the entries read are touched, so a walk that
+    stops at the first match costs the same at 100 and at 100,000 READY fireworks.
+    """
+    wt = storage_mod.wt
+    c = storage._cursor(storage_mod._IDX_ENTRIES_TABLE)
+
+    def entry():
+        k = c.get_key()
+        if (k[0], k[1], k[2]) != (db, coll, name):
+            return None
+        packed = bytes(k[3])
+        row_esc, row_id = storage_mod._unpack_entry(packed)
+        return (packed, row_id) if row_esc.startswith(esc_kb) else None
+
+    step = c.prev if backward else c.next
+    if after is not None:
+        seed = after
+    else:
+        seed = esc_kb + b"\xff" * 32 if backward else esc_kb  # past every entry of the prefix / its start
+    c.set_key(db, coll, name, seed)
+    rc = c.search_near()
+    if rc == wt.WT_NOTFOUND:
+        return [], after, True
+    # place the cursor on the first entry still to walk
+    if backward:
+        if after is None:
+            if rc < 0:  # below the seed: the last entry of the prefix, unless one sorts past the seed
+                while entry() is not None and c.next() == 0:
+                    pass
+                if entry() is None and c.prev() != 0:
+                    return [], after, True
+            elif c.prev() != 0:
+                return [], after, True
+        elif rc >= 0 and c.prev() != 0:
+            return [], after, True
+    elif (rc < 0 or (rc == 0 and after is not None)) and c.next() != 0:
+        return [], after, True
+    ids, last = [], after
+    while len(ids) < n:
+        e = entry()
+        if e is None:
+            return ids, last, True
+        last = e[0]
+        if e[1] is not None:
+            ids.append(e[1])
+        if step() != 0:
+            return ids, last, True
+    return ids, last, False
+
+
 def _patch_sorted_limit(storage_mod) -> None:
     storage_cls = storage_mod.Storage
     original = storage_cls.find_matching
@@ -113,20 +169,18 @@ def _patch_sorted_limit(storage_mod) -> None:
             self._refresh_read_snapshot()
             with self._lock:
                 picked = _sorted_walk_index(self, db, coll, filter, sort)
-                if picked is not None:
-                    name, key_spec, eq_fields, inverted = picked
-                    parts = [storage_mod.encode_value_directed(filter[f], int(key_spec[f])) for f in eq_fields]
-                    prefix = storage_mod.COMPOUND_SEP.join(parts) + storage_mod.COMPOUND_SEP
-                    recordids = self._scan_index_for_id_keys(db, coll, name, prefix, prefix=True)
             if picked is not None:
-                if inverted:
-                    recordids.reverse()
-                wanted, out, i, batch = skip + limit, [], 0, 8
-                while i < len(recordids) and len(out) < wanted:
+                name, key_spec, eq_fields, inverted = picked
+                parts = [storage_mod.encode_value_directed(filter[f], int(key_spec[f])) for f in eq_fields]
+                esc_kb = storage_mod._escape_kb(storage_mod.COMPOUND_SEP.join(parts) + storage_mod.COMPOUND_SEP)
+                wanted, out, after, batch, exhausted = skip + limit, [], None, 8, False
+                while not exhausted and len(out) < wanted:
                     with self._lock:
-                        docs = self._docs_by_recordids(db, coll, recordids[i:i + batch])
+                        ids, after, exhausted = _walk_ids(storage_mod, self, db, coll, name, esc_kb, inverted,
+                                                          after, batch)
+                        docs = self._docs_by_recordids(db, coll, ids)
                     out.extend(d for d in docs if matches(d, filter, vars=let))
-                    i, batch = i + batch, min(batch * 4, 1024)
+                    batch = min(batch * 4, 1024)
                 return out[skip:wanted]
         return original(self, db, coll, filter, skip=skip, limit=limit, sort=sort, projection=projection,
                         hint=hint, let=let, collation=collation, min_bound=min_bound, max_bound=max_bound)
