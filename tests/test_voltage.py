@@ -219,7 +219,7 @@ def test_potential_relaxation_lowers_energy_keeps_rocksalt_and_gives_the_stored_
     from drx_workflows.vasp.surrogate.engine import load_calculator
 
     s = lith.structure.copy()
-    s.perturb(0.08, min_distance=0.04)
+    s.perturb(0.08, min_distance=0.04, seed=0)  # unseeded, one rattle in many left rocksalt
     rr = relax.relax_with_calculator(s, load_calculator(), fmax=0.05, steps=150)
     assert rr.steps > 0 and rr.energy < rr.initial_energy - 1e-3
     assert rr.framework_kept and rr.problem is None
