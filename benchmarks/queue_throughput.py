@@ -40,6 +40,7 @@ from drx_drill import (  # noqa: E402
     slurm_up,
     tasks_per_structure,
 )
+from server_drill import free_port  # noqa: E402
 
 
 def _check(store, ids) -> None:
@@ -79,7 +80,7 @@ def _queue_server(out: Path, n: int, maxjobs: int) -> tuple[float, int, list]:
     from drx_workflows.store.config import StoreConfig
 
     srv = out / "server"
-    r = subprocess.run([DRX, "server", "start", "--dir", str(srv), "--port", str(_free_port())], env=clean_env(),
+    r = subprocess.run([DRX, "server", "start", "--dir", str(srv), "--port", str(free_port())], env=clean_env(),
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     lp = str(srv / "my_launchpad.yaml")
@@ -110,14 +111,6 @@ def _queue_server(out: Path, n: int, maxjobs: int) -> tuple[float, int, list]:
         return seconds, log.count("job_id is "), c["drx_ids"]
     finally:
         subprocess.run([DRX, "server", "stop", "--dir", str(srv)], capture_output=True, timeout=120)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main() -> None:

@@ -4,21 +4,15 @@ The ``chromium`` fixture (tests/conftest.py) installs it. Used by tests/test_web
 tests/test_server_queue.py; screenshots and rendered DOM are kept in test-artifacts/webgui/.
 """
 
-import socket
 import subprocess
 import time
 import urllib.request
 
 from conftest import REPO
+from server_drill import free_port  # noqa: F401 (the pages' server port)
 
 BROWSER = REPO / "launchers" / "browser" / "chromium.sh"
 ARTIFACTS = REPO / "test-artifacts" / "webgui"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_http(url, proc, timeout=90):

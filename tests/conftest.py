@@ -77,3 +77,19 @@ def local_slurm():
     yield
     if started:
         slurm_down()
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A real ``drx server`` on a free loopback port in tmp_path; stopped (or killed) whatever the test did."""
+    import os
+    import signal
+
+    from server_drill import Server, free_port
+
+    s = Server(tmp_path / "srv", free_port())
+    s.start()
+    yield s
+    r = s.stop()
+    if "stopped" not in r.stdout and (s.dir / "server.pid").exists():
+        os.kill(s.pid, signal.SIGKILL)

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import signal
 import stat
 import subprocess
 import sys
@@ -23,16 +21,6 @@ pytest.importorskip("secantus")
 sys.path.insert(0, str(Path(__file__).parent))
 from drx_drill import clean_env, prepare_slice  # noqa: E402
 from server_drill import BIN, Server, describe_run, drx, free_port, wait_for  # noqa: E402
-
-
-@pytest.fixture
-def server(tmp_path):
-    s = Server(tmp_path / "srv", free_port())
-    s.start()
-    yield s
-    r = s.stop()
-    if "stopped" not in r.stdout and (s.dir / "server.pid").exists():
-        os.kill(s.pid, signal.SIGKILL)
 
 
 def test_start_is_idempotent_status_tells_and_data_survives_a_restart(server):

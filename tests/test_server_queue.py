@@ -19,7 +19,7 @@ import pytest
 pytest.importorskip("secantus")
 
 sys.path.insert(0, str(Path(__file__).parent))
-from browser_drill import browse, free_port, wait_http  # noqa: E402
+from browser_drill import browse, wait_http  # noqa: E402
 from drx_drill import (  # noqa: E402
     clean_env,
     job_states,
@@ -27,21 +27,11 @@ from drx_drill import (  # noqa: E402
     prepare_slice,
     wait_for_jobs,
 )
-from server_drill import BIN, Server, describe_run, drx, wait_for  # noqa: E402
+from server_drill import BIN, describe_run, drx, free_port, wait_for  # noqa: E402
 
 N_STRUCTURES = int(os.environ.get("DRX_DRILL_STRUCTURES", "12"))  # the full drill (20): 4 min 15 s here
 N_JOBS = 4
 TINY_ANN = {"hidden_layers": [4], "epochs": 20, "radial_order": 4, "angular_order": 1}
-
-
-@pytest.fixture
-def server(tmp_path):
-    s = Server(tmp_path / "srv", free_port())
-    s.start()
-    yield s
-    r = s.stop()
-    if "stopped" not in r.stdout and (s.dir / "server.pid").exists():
-        os.kill(s.pid, signal.SIGKILL)
 
 
 def _snapshot(page: str) -> dict[str, int]:
