@@ -137,3 +137,54 @@ def test_four_qlaunch_jobs_on_slurm_fill_a_slice_on_the_server_and_train_once(se
     assert _status_counts(status_during.stdout) != _status_counts(status_after.stdout), status_after.stdout
     assert _status_counts(status_after.stdout).get("COMPLETED") == N_STRUCTURES, status_after.stdout
     db.client.close()
+
+
+@pytest.mark.slow
+def test_a_queue_job_killed_with_kill_9_is_recovered_and_the_next_job_finishes(server, local_slurm, tmp_path):
+    """The node dies under a SLURM job mid-relaxation (every process of the job gets SIGKILL): its firework stays
+    RUNNING on the server; ``drx recover`` (FireWorks' lost-run detection) puts it back and the next job ends
+    the slice, with one task document per structure."""
+    lp = str(server.launchpad)
+    info = prepare_slice(tmp_path / "drill", n=2, launchpad=lp)
+    rocket = f"rlaunch -l {lp} -w {info['fworker']} rapidfire --nlaunches 0 --sleep 2 --timeout 600"
+    qadapter = local_qadapter(tmp_path / "my_qadapter.yaml", None, info["fworker"], rocket_launch=rocket)
+    jobs_dir = tmp_path / "jobs"
+    jobs_dir.mkdir()
+    db = server.db()
+
+    def one_job() -> str:
+        q = subprocess.run([str(BIN / "qlaunch"), "-l", lp, "-w", info["fworker"], "-q", str(qadapter), "singleshot"],
+                           cwd=jobs_dir, env=clean_env(), capture_output=True, text=True, timeout=300)
+        assert q.returncode == 0, q.stderr[-3000:]
+        return re.findall(r"job_id is (\d+)", q.stdout + q.stderr)[0]
+
+    first = one_job()
+    logs = list((tmp_path / "fw_logs").glob("*"))
+
+    def second_relaxation_running() -> bool:
+        assert not db.fireworks.count_documents({"state": "FIZZLED"}), describe_run(server)
+        return (db.fireworks.count_documents({"state": "COMPLETED"}) == 1
+                and db.fireworks.count_documents({"state": "RUNNING"}) == 1)
+
+    wait_for(second_relaxation_running, 900, "one relaxation done and the next running", logs=logs,
+             describe=lambda: describe_run(server))
+    killed = subprocess.run(["scancel", "--signal=KILL", "--full", first], capture_output=True, text=True)
+    assert killed.returncode == 0, killed.stderr
+    wait_for_jobs([first], timeout=120)
+    assert db.fireworks.count_documents({"state": "RUNNING"}) == 1  # what a dead node leaves
+    assert db.tasks.count_documents({}) == 1
+
+    r = drx("--launchpad", lp, "recover", "--expiration-secs", "1")
+    assert r.returncode == 0, r.stderr
+    assert "1 lost firework(s) put back to READY" in r.stdout, r.stdout
+    assert db.fireworks.count_documents({"state": "RUNNING"}) == 0
+
+    second = one_job()
+    wait_for_jobs([second], timeout=900)
+    assert {fw["state"] for fw in db.fireworks.find({}, {"state": 1})} == {"COMPLETED"}, describe_run(server)
+    per_structure: dict = {}
+    for t in db.tasks.find({}, {"drx_id": 1, "state": 1}):
+        per_structure[t["drx_id"]] = per_structure.get(t["drx_id"], 0) + 1
+        assert t["state"] == "successful"
+    assert per_structure == {i: 1 for i in info["drx_ids"]}
+    db.client.close()
