@@ -1,10 +1,14 @@
-"""The main job on the embedded default: the whole chain on a laptop, no VASP licence, no server.
+"""The main job on a laptop: the whole chain, no VASP licence, on the local database server.
 
 enumerate -> a slice workflow: one relaxation per structure and a training firework whose
 parents are all of them -> run it in this process with the surrogate VASP engine under
 custodian -> task documents in the store -> the training firework starts by itself when
 the last relaxation finishes -> report folder.  Every step reuses what is already done, so a rerun
 recomputes and duplicates nothing; ``fresh=True`` starts over.
+
+The store is the project's local server in ``<root>/server`` (started for the demo, stopped at its end
+unless ``keep_server``), so FireWorks' webgui can watch the run while it goes; ``server=False`` (or
+a machine without the server extra) uses the embedded file ``<root>/store.json`` instead.
 """
 
 from __future__ import annotations
@@ -43,6 +47,30 @@ class DemoSettings:
     # INCAR overrides for every relaxation (tests loosen EDIFFG; capping NSW would only
     # make custodian treat every run as ionically unconverged)
     extra_incar: dict = field(default_factory=dict)
+    server: bool = True  # the local server in root/server; False: the embedded file root/store.json
+    keep_server: bool = False  # leave the demo's server running at the end (to browse the results)
+
+
+def demo_server_dir(root: Path) -> Path:
+    return Path(root).absolute() / "server"
+
+
+def _open_demo_store(settings: DemoSettings, root: Path):
+    """The demo's store and, when it is the demo's own server, that server's folder."""
+    from drx_workflows.store.config import server_installed
+    from drx_workflows.store.server import on_demand
+
+    if settings.server and not server_installed():
+        settings.echo("      the local server is not installed (pip install 'drx_workflows[server]'): "
+                      "the demo uses the embedded file store")
+    if not (settings.server and server_installed()):
+        return open_store(StoreConfig.embedded(root / "store.json")), None
+    server_dir = demo_server_dir(root)
+    store = open_store(on_demand(StoreConfig.local_server(server_dir)))
+    lpad = Path(sys.executable).parent / "lpad"
+    settings.echo(f"      database: the local server of {server_dir} ({store.config.describe()})")
+    settings.echo(f"      watch it live in FireWorks' webgui: {lpad} -l {server_dir / 'my_launchpad.yaml'} webgui")
+    return store, server_dir
 
 
 def surrogate_command() -> str:
@@ -72,6 +100,23 @@ def write_demo_fworker(root: Path, store) -> Path:
 
 
 def run_demo(settings: DemoSettings) -> dict:
+    from drx_workflows.store.server import stop as stop_server
+
+    root = settings.root.absolute()
+    if settings.fresh and root.exists():
+        stop_server(demo_server_dir(root))
+        shutil.rmtree(root)
+    root.mkdir(parents=True, exist_ok=True)
+    store, server_dir = _open_demo_store(settings, root)
+    try:
+        return _run(settings, store, root)
+    finally:
+        store.close()
+        if server_dir is not None and not settings.keep_server:
+            settings.echo(f"      database: {stop_server(server_dir)} (start it again: drx server start --dir {server_dir})")
+
+
+def _run(settings: DemoSettings, store, root: Path) -> dict:
     from drx_workflows.enumeration.sampling import enumerate_drx
     from drx_workflows.pipeline.relax import submit as sub
     from drx_workflows.pipeline.relax.references import submit_references
@@ -85,11 +130,6 @@ def run_demo(settings: DemoSettings) -> dict:
     from drx_workflows.store.structures import save_records
 
     echo = settings.echo
-    root = settings.root.absolute()
-    if settings.fresh and root.exists():
-        shutil.rmtree(root)
-    root.mkdir(parents=True, exist_ok=True)
-    store = open_store(StoreConfig.embedded(root / "store.json"))
     steps = 5 if settings.train else 4
 
     echo(f"[1/{steps}] enumerate the demo dataset into {store.config.describe()}")
@@ -136,7 +176,8 @@ def run_demo(settings: DemoSettings) -> dict:
         + ("complete" if complete else "INCOMPLETE")
         + f": {n_tasks} task documents for {n_structures} structures (surrogate: true)"
     )
-    summary = {"structures": n_structures, "tasks": n_tasks, "complete": complete, "root": str(root)}
+    summary = {"structures": n_structures, "tasks": n_tasks, "complete": complete, "root": str(root),
+               "store": store.config}
     if settings.train:
         summary["report"] = str(_report(store, root, steps, echo))
     store.save()

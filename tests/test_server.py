@@ -224,3 +224,43 @@ def test_an_offline_relaxation_is_recovered_into_the_store(server, tmp_path):
     assert [t["drx_id"] for t in tasks] == info["drx_ids"] and tasks[0]["state"] == "successful"
     again = drx("--launchpad", server.launchpad, "recover", "--offline")
     assert again.returncode == 0 and db.tasks.count_documents({}) == 1
+
+
+def test_drx_with_nothing_configured_starts_the_local_server_on_demand(tmp_path):
+    """The default store: ./drx_server, started by the first command that opens the store (on a free port
+    when 27017 is taken), found running by the next; an existing ./drx_store file store keeps being used."""
+    import socket
+
+    from drx_workflows.store.server import running_pid, stop
+
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT of an earlier server
+    try:
+        holder.bind(("127.0.0.1", 27017))
+        holder.listen()
+    except OSError:
+        pass  # someone else holds it: the fallback is exercised all the same
+    try:
+        first = drx("info", cwd=tmp_path)
+        assert first.returncode == 0, first.stderr
+        assert "drx: started the local database server: server on 127.0.0.1:" in first.stderr
+        port = json.loads((tmp_path / "drx_server" / "server.json").read_text())["port"]
+        assert port != 27017 and first.stdout.startswith(f"MongoDB 127.0.0.1:{port}/drx")
+        r = drx("enumerate", "--tms", "Mn,Ni", "--n-tm", "2", "--per-ntm", "2", "--toc-per-ntm", "0",
+                "--max-cation-sites", "4", cwd=tmp_path)
+        assert r.returncode == 0 and "started" not in r.stderr, r.stderr
+        assert "structures: 2" in drx("info", cwd=tmp_path).stdout
+        assert drx("server", "status", cwd=tmp_path).returncode == 0
+        # plain FireWorks tools on the launchpad it wrote
+        lp = subprocess.run([str(BIN / "lpad"), "-l", str(tmp_path / "drx_server" / "my_launchpad.yaml"),
+                             "get_fws", "-d", "count"], capture_output=True, text=True, timeout=120, env=clean_env())
+        assert lp.returncode == 0 and lp.stdout.strip() == "0", lp.stdout + lp.stderr
+        assert running_pid(tmp_path / "drx_server") is not None
+    finally:
+        holder.close()
+        stop(tmp_path / "drx_server")
+    legacy = tmp_path / "legacy"
+    (legacy / "drx_store").mkdir(parents=True)
+    assert drx("--store", legacy / "drx_store" / "store.json", "info").returncode == 0
+    r = drx("info", cwd=legacy)
+    assert r.returncode == 0 and r.stdout.startswith("embedded store ") and not (legacy / "drx_server").exists()

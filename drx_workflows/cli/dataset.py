@@ -74,23 +74,36 @@ def enumerate_cmd(ctx, tms, n_tm, per_ntm, toc_per_ntm, max_cation_sites, ewald_
 @click.option("--dir", "demo_dir", default="drx_demo", show_default=True, type=click.Path(file_okay=False))
 @click.option("--fresh", is_flag=True, help="Delete the demo folder and start over.")
 @click.option("--no-train", is_flag=True, help="Stop after the relaxations (no ML-IAP training, no report).")
-def demo_cmd(demo_dir, fresh, no_train):
-    """The whole pipeline on the embedded store in ./drx_demo, with the surrogate VASP engine.
+@click.option("--keep-server", is_flag=True, help="Leave the demo's database server running at the end.")
+@click.option("--file-store", is_flag=True,
+              help="Use the embedded JSON file DIR/store.json instead of a local database server.")
+def demo_cmd(demo_dir, fresh, no_train, keep_server, file_store):
+    """The whole pipeline with the surrogate VASP engine, on a local database server in DIR/server.
 
     enumerate -> submit -> relax (surrogate engine under custodian) -> task documents ->
     train an ANN potential on the finished slice -> report. Reruns reuse finished work.
+    The server is started for the demo (watch it in FireWorks' webgui, the line is printed)
+    and stopped at its end unless --keep-server.
     """
-    from drx_workflows.demo import DemoSettings, run_demo
+    from drx_workflows.demo import DemoSettings, demo_server_dir, run_demo
 
-    summary = run_demo(DemoSettings(root=Path(demo_dir), fresh=fresh, train=not no_train, echo=click.echo))
-    store = summary["root"] + "/store.json"
+    summary = run_demo(DemoSettings(root=Path(demo_dir), fresh=fresh, train=not no_train, echo=click.echo,
+                                    server=not file_store, keep_server=keep_server))
+    config = summary["store"]
     if "report" in summary:
         click.echo(f"Report: {summary['report']} (and the PNGs beside it)")
-    click.echo(f"Inspect the store: drx --store {store} info   |   drx --store {store} status")
-    click.echo(
-        f"FireWorks webgui on the same store: drx --store {store} lpad webgui -s --port 5000, "
-        "then open http://localhost:5000 (one process at a time holds the embedded store)"
-    )
+    if config.kind == "embedded":
+        store = f"--store {config.path}"
+        click.echo(f"Inspect the store: drx {store} info   |   drx {store} status")
+        click.echo(f"FireWorks webgui on the same store: drx {store} lpad webgui -s --port 5000, "
+                   "then open http://localhost:5000 (one process at a time holds the embedded store)")
+        return
+    server_dir = demo_server_dir(Path(demo_dir))
+    lp = f"--launchpad {server_dir / 'my_launchpad.yaml'}"
+    if not keep_server:
+        click.echo(f"To look again: drx server start --dir {server_dir}, then:")
+    click.echo(f"Inspect the store: drx {lp} info   |   drx {lp} status")
+    click.echo(f"FireWorks webgui: lpad -l {server_dir / 'my_launchpad.yaml'} webgui")
 
 
 COMMANDS = [enumerate_cmd, demo_cmd]

@@ -1,7 +1,8 @@
 """``drx``: a thin command-line skin over the library.
 
 Every subcommand gets the store configuration from the group options
-(``--store`` / ``--launchpad``, or ``$DRX_STORE`` / ``$DRX_LAUNCHPAD``) and turns a
+(``--store`` / ``--launchpad``, or ``$DRX_STORE`` / ``$DRX_LAUNCHPAD``; else the local server of
+./drx_server, started when a command first opens the store) and turns a
 :class:`~drx_workflows.errors.DrxError` into one line on stderr and exit code 2.
 """
 
@@ -33,7 +34,8 @@ class _DrxGroup(click.Group):
     "--store",
     "store_path",
     metavar="FILE",
-    help="Embedded store file (default ./drx_store/store.json or $DRX_STORE).",
+    help="Embedded store file (or $DRX_STORE). Default: the local database server of ./drx_server, started on "
+    "demand (./drx_store/store.json where that file store already exists).",
 )
 @click.option(
     "--launchpad",

@@ -12,10 +12,11 @@ from drx_workflows.errors import DrxError
 
 
 def _config(ctx):
+    from drx_workflows.store.client import on_demand_config
     from drx_workflows.store.config import StoreConfig
 
     obj = ctx.find_root().obj or {}
-    return obj.get("store_config") or StoreConfig.resolve()
+    return on_demand_config(obj.get("store_config") or StoreConfig.resolve())
 
 
 def _wait(value, default: float) -> float:

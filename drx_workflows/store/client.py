@@ -262,6 +262,15 @@ def _accept_moved_fw_names() -> None:
 _OPEN: dict[StoreConfig, Store] = {}
 
 
+def on_demand_config(config: StoreConfig) -> StoreConfig:
+    """``config`` itself, or for the default local server its MongoDB configuration (started if it is down)."""
+    if config.kind != "local_server":
+        return config
+    from drx_workflows.store.server import on_demand
+
+    return on_demand(config, note=lambda line: print(f"drx: {line}", file=sys.stderr))
+
+
 def open_store(config: StoreConfig | None = None, wait: float | None = None) -> Store:
     """The process's store for ``config`` (default: :meth:`StoreConfig.resolve`).
 
@@ -269,7 +278,7 @@ def open_store(config: StoreConfig | None = None, wait: float | None = None) -> 
     ``wait`` (default ``$DRX_STORE_WAIT`` or 0) is how long to wait for an embedded store
     held by another process before failing.
     """
-    config = config or StoreConfig.resolve()
+    config = on_demand_config(config or StoreConfig.resolve())
     if config in _OPEN:
         return _OPEN[config]
     open_embedded = [c for c in _OPEN if c.kind == "embedded"]

@@ -14,6 +14,9 @@ from drx_workflows.fileio import read_mapping
 DEFAULT_EMBEDDED_PATH = Path("drx_store") / "store.json"
 
 
+DEFAULT_SERVER_DIR = Path("drx_server")  # the local server's folder when nothing else is configured
+
+
 DEFAULT_DB_NAME = "drx"
 
 
@@ -55,10 +58,12 @@ SLICES = "slices"
 
 @dataclass(frozen=True)
 class StoreConfig:
-    """Where the data lives. ``kind`` is ``"embedded"`` or ``"mongodb"``."""
+    """Where the data lives. ``kind`` is ``"embedded"``, ``"mongodb"``, or ``"local_server"``: the
+    project's own server of folder ``path``, started on demand (store.server.on_demand) and then a
+    ``"mongodb"`` configuration like any other."""
 
     kind: str
-    path: Path | None = None  # embedded store file
+    path: Path | None = None  # embedded store file, or the local server's folder
     name: str = DEFAULT_DB_NAME
     host: str | None = None
     port: int | None = None
@@ -74,6 +79,10 @@ class StoreConfig:
     @classmethod
     def embedded(cls, path: str | os.PathLike | None = None) -> StoreConfig:
         return cls(kind="embedded", path=Path(path or DEFAULT_EMBEDDED_PATH).resolve())
+
+    @classmethod
+    def local_server(cls, directory: str | os.PathLike | None = None) -> StoreConfig:
+        return cls(kind="local_server", path=Path(directory or DEFAULT_SERVER_DIR).resolve())
 
     @classmethod
     def from_launchpad_file(cls, path: str | os.PathLike) -> StoreConfig:
@@ -119,7 +128,9 @@ class StoreConfig:
 
     @classmethod
     def resolve(cls, store: str | None = None, launchpad: str | None = None) -> StoreConfig:
-        """CLI options first, then ``DRX_LAUNCHPAD`` / ``DRX_STORE``, then the embedded default."""
+        """CLI options first, then ``DRX_LAUNCHPAD`` / ``DRX_STORE``, then the default: the local server in
+        ./drx_server, or the embedded ./drx_store/store.json where one was made before the server became
+        the default (or where the server is not installed)."""
         if store and launchpad:
             raise DrxError("give either --store (embedded file) or --launchpad (MongoDB YAML), not both")
         if launchpad:
@@ -130,18 +141,29 @@ class StoreConfig:
             return cls.from_launchpad_file(os.environ[ENV_LAUNCHPAD])
         if os.environ.get(ENV_STORE):
             return cls.embedded(os.environ[ENV_STORE])
-        return cls.embedded()
+        if DEFAULT_EMBEDDED_PATH.exists() or not server_installed():
+            return cls.embedded()
+        return cls.local_server()
 
     def describe(self) -> str:
         """A printable location. Never contains a password."""
         if self.kind == "embedded":
             return f"embedded store {self.path}"
+        if self.kind == "local_server":
+            return f"the local server of {self.path} (started on demand)"
         if self.uri_mode:
             return f"MongoDB {redact_uri(self.host or '')} (database {self.name})"
         return f"MongoDB {self.host}:{self.port or 27017}/{self.name}"
 
     def __repr__(self) -> str:  # the dataclass repr would show a URI's password
         return f"StoreConfig({self.describe()!r}, source={self.source!r})"
+
+
+def server_installed() -> bool:
+    """Is the local server (the ``server`` extra: secantusdb) installed?"""
+    from importlib.util import find_spec
+
+    return find_spec("secantus") is not None
 
 
 def redact_uri(host: str) -> str:

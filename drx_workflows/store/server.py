@@ -29,9 +29,8 @@ from pathlib import Path
 
 from drx_workflows.errors import DrxError
 from drx_workflows.fileio import atomic_write_text
-from drx_workflows.store.config import DEFAULT_DB_NAME, StoreConfig
+from drx_workflows.store.config import DEFAULT_DB_NAME, DEFAULT_SERVER_DIR, StoreConfig
 
-DEFAULT_SERVER_DIR = Path("drx_server")
 DEFAULT_PORT = 27017
 LOOPBACK = "127.0.0.1"
 ADMIN_USER = "drx"
@@ -230,20 +229,34 @@ def _saved_password(info: ServerInfo) -> str | None:
 
 
 def start(directory: str | os.PathLike = DEFAULT_SERVER_DIR, port: int | None = None, auth: bool = False,
-          host: str | None = None) -> tuple[ServerInfo, bool]:
+          host: str | None = None, any_free_port: bool = False) -> tuple[ServerInfo, bool]:
     """Start the server of ``directory`` (or find it running); (its info, whether it was started now).
 
     ``port`` and ``host`` default to the folder's previous ones, else 27017 on loopback: the server
-    listens beyond this machine only when asked (``host="0.0.0.0"``).
+    listens beyond this machine only when asked (``host="0.0.0.0"``). ``any_free_port``: when that
+    default port is taken by another program, take a free one instead of failing.
     """
+    import fcntl
+
     directory = Path(directory).resolve()
     directory.mkdir(parents=True, exist_ok=True)
+    # two processes starting the same folder at once (on-demand starts): one starts it, the other finds it
+    with open(directory / ".start.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _start_locked(directory, port, auth, host, any_free_port)
+
+
+def _start_locked(directory: Path, port: int | None, auth: bool, host: str | None,
+                  any_free_port: bool) -> tuple[ServerInfo, bool]:
     previous = read_info(directory)
     pid = running_pid(directory)
     if pid is not None and previous is not None:
         return previous, False
-    port = port or (previous.port if previous else DEFAULT_PORT)
     host = host or (previous.host if previous else LOOPBACK)
+    if port is None:
+        port = previous.port if previous else DEFAULT_PORT
+        if any_free_port and not _port_free(host, port):
+            port = _a_free_port(host)
     if not _port_free(host, port):
         raise DrxError(f"port {port} on {host} is in use by another program; choose another with --port")
     # auth is a property of the folder: once a user exists, the server always starts with --auth
@@ -258,6 +271,24 @@ def start(directory: str | os.PathLike = DEFAULT_SERVER_DIR, port: int | None = 
     atomic_write_text(_paths(directory)["info"], json.dumps(asdict(info), indent=2) + "\n")
     write_config_files(info, password)
     return info, True
+
+
+def _a_free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def on_demand(config: StoreConfig, note=None) -> StoreConfig:
+    """The MongoDB configuration of ``config``; for the default local server, start it first if it is down
+    (``note`` gets one line when it was started, so the user knows a process now runs in the background)."""
+    if config.kind != "local_server":
+        return config
+    info, started = start(config.path, any_free_port=True)
+    if started and note is not None:
+        note(f"started the local database server: {info.summary()}; it keeps running for the next commands "
+             f"(stop it with: drx server stop --dir {info.directory})")
+    return StoreConfig.from_launchpad_file(info.launchpad_file)
 
 
 def stop(directory: str | os.PathLike = DEFAULT_SERVER_DIR) -> str:
