@@ -148,3 +148,48 @@ def test_mtp_without_mlp_fails_first(cells, tmp_path, monkeypatch):
     assert "`mlp`" in message and "MLIP-2" in message and "PATH" in message
     assert "\n" not in message
     assert calls == []  # failed before converting (or doing) anything
+
+
+def _maml_in_memory(pot, train):
+    """maml's own SNAPotential.train on the whole design matrix: the fit the blocked one must equal."""
+    from maml.apps.pes import SNAPotential
+    from maml.base import SKLModel
+
+    hp = pot.hyperparameters
+    weights = np.concatenate([[hp["energy_weight"]] + [hp["force_weight"]] * (3 * c.n_atoms) for c in train])
+    with mc.maml_session(pot.BINARIES, pot.name), mc.quiet_maml():
+        model = SKLModel(describer=pot._describer(pot.elements), model=pot._regressor())
+        structures, energies, forces, _, _ = mc.to_maml_inputs(train, labelled=True)
+        SNAPotential(model=model).train(structures, energies, forces, include_stress=False, sample_weight=weights)
+    return model.model.coef_
+
+
+@pytest.mark.parametrize("name, hyperparameters", [
+    ("snap", {"energy_weight": 1000.0}),  # plain least squares: the QR path
+    ("qsnap", {"twojmax": 2, "energy_weight": 1000.0, "alpha": 1e-3}),  # ridge: the normal equations
+])
+def test_the_blocked_fit_equals_mamls_in_memory_fit(name, hyperparameters, cells, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    train, test = cells
+    pot = base.backend_class(name)(block_mb=0.05, **hyperparameters)  # a block per 16-atom cell or two
+    report = pot.fit(train)
+    assert report.details["design_rows"] == sum(1 + 3 * c.n_atoms for c in train)
+    n_blocks = len(pot._blocks(train, pot._snap.model.describer))
+    assert n_blocks >= 4, n_blocks
+    reference = _maml_in_memory(pot, train)
+    coef = pot._snap.model.model.coef_
+    assert coef.shape == reference.shape
+    # the same model: same predictions (coefficients may differ along directions the data does not fix)
+    ref_pot = base.backend_class(name)(**hyperparameters)
+    ref_pot.elements = pot.elements
+    ref_pot._snap = pot._snap.__class__(model=pot._snap.model.__class__(
+        describer=pot._snap.model.describer, model=pot._regressor()))
+    from drx_workflows.mliap.snap import _set_coefficients
+
+    _set_coefficients(ref_pot._snap.model, reference)
+    # to numerical tolerance: one composition makes the per-element constant columns collinear (rank-deficient)
+    for a, b, c in zip(pot.predict(train + test), ref_pot.predict(train + test), train + test):
+        assert a.energy / c.n_atoms == pytest.approx(b.energy / c.n_atoms, abs=1e-5)  # eV/atom
+        np.testing.assert_allclose(a.forces, b.forces, atol=1e-4)
+    if name == "qsnap":  # ridge has one solution
+        np.testing.assert_allclose(coef, reference, rtol=1e-6, atol=1e-9)

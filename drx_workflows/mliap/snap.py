@@ -19,6 +19,7 @@ from drx_workflows.errors import DrxError
 from drx_workflows.mliap import maml_common as mc
 from drx_workflows.mliap.base import FitReport, Potential, Prediction
 from drx_workflows.mliap.data import Configuration
+from drx_workflows.mliap.linear_fit import StreamingLeastSquares
 
 MODEL_NAME = "snap"  # -> snap.snapcoeff, snap.snapparam (LAMMPS pair_style snap files)
 
@@ -72,6 +73,8 @@ class SnapPotential(Potential):
         # Row weights of the regression: per-atom energies vs force components.
         "energy_weight": 1.0,
         "force_weight": 1.0,
+        # Design-matrix rows are built and reduced this many MB at a time (fit and predict).
+        "block_mb": 256.0,
     }
 
     BINARIES = ("lmp",)
@@ -96,6 +99,9 @@ class SnapPotential(Potential):
         return Ridge(alpha=alpha, fit_intercept=False) if alpha > 0 else LinearRegression(fit_intercept=False)
 
     def fit(self, train: list[Configuration], warm_start: Path | None = None) -> FitReport:
+        """The least-squares fit maml's ``SNAPotential.train`` makes, with the design matrix built and
+        reduced one block of cells at a time (mliap.linear_fit): memory stays at one block plus an
+        n_features-square matrix, whatever the number of cells."""
         if warm_start is not None:
             raise DrxError(f"backend {self.name}: the fit is a closed-form regression; warm_start is not supported")
         mc.require_binaries(self.BINARIES, self.name)
@@ -104,24 +110,48 @@ class SnapPotential(Potential):
         from maml.apps.pes import SNAPotential
         from maml.base import SKLModel
 
-        hp = self.hyperparameters
         start = time.perf_counter()
-        structures, energies, forces, stresses, _ = mc.to_maml_inputs(train, labelled=True)
         self.elements = mc.elements_of(train)
-        weights = np.concatenate(
-            [[hp["energy_weight"]] + [hp["force_weight"]] * (3 * c.n_atoms) for c in train]
-        ).astype(float)
+        fit = StreamingLeastSquares(alpha=float(self.hyperparameters["alpha"]))
         with mc.maml_session(self.BINARIES, self.name), mc.quiet_maml():
-            model = SKLModel(describer=self._describer(self.elements), model=self._regressor())
-            snap = SNAPotential(model=model, name=MODEL_NAME)
-            try:
-                snap.train(structures, energies, forces, include_stress=False, sample_weight=weights)
-            except RuntimeError as exc:
-                raise DrxError(f"backend {self.name}: LAMMPS failed: {exc}") from None
-        self._snap = snap
-        n_features = int(np.size(model.model.coef_))
+            describer = self._describer(self.elements)
+            for block in self._blocks(train, describer):
+                fit.add(*self._design_rows(describer, block))
+            coef = fit.solve()
+            model = SKLModel(describer=describer, model=self._regressor())
+            _set_coefficients(model, coef)
+            self._snap = SNAPotential(model=model, name=MODEL_NAME)
         return FitReport(seconds=time.perf_counter() - start, n_train=len(train),
-                         details={"elements": self.elements, "n_features": n_features})
+                         details={"elements": self.elements, "n_features": int(coef.size), "design_rows": fit.n_rows})
+
+    def _blocks(self, configs: list[Configuration], describer) -> list[list[Configuration]]:
+        """Consecutive cells whose design rows (1 + 3 per atom) fit in ``block_mb`` of float64."""
+        n_features = n_snap_features(describer)
+        budget = max(1, int(float(self.hyperparameters["block_mb"]) * 2**20 / (8 * n_features)))
+        blocks, block, rows = [], [], 0
+        for c in configs:
+            if block and rows + 1 + 3 * c.n_atoms > budget:
+                blocks.append(block)
+                block, rows = [], 0
+            block.append(c)
+            rows += 1 + 3 * c.n_atoms
+        return blocks + ([block] if block else [])
+
+    def _design_rows(self, describer, block: list[Configuration]):
+        """(features, targets, row weights) of ``block``, exactly as maml's SNAPotential.train builds them."""
+        from maml.utils import check_structures_forces_stresses, convert_docs, pool_from
+
+        hp = self.hyperparameters
+        structures, energies, forces, _, _ = mc.to_maml_inputs(block, labelled=True)
+        structures, forces, _ = check_structures_forces_stresses(structures, forces, None)
+        _, df = convert_docs(pool_from(structures, energies, forces), include_stress=False)
+        targets = (df["y_orig"] / df["n"]).to_numpy(dtype=float)
+        try:
+            features = describer.transform(structures).to_numpy(dtype=float)
+        except RuntimeError as exc:
+            raise DrxError(f"backend {self.name}: LAMMPS failed: {exc}") from None
+        weights = np.concatenate([[hp["energy_weight"]] + [hp["force_weight"]] * (3 * c.n_atoms) for c in block])
+        return features, targets, weights.astype(float)
 
     def predict(self, configs: list[Configuration]) -> list[Prediction]:
         if self._snap is None:
@@ -129,13 +159,16 @@ class SnapPotential(Potential):
         if not configs:
             return []
         mc.check_elements(configs, self.elements, self.name)
-        structures, energies, forces, stresses, rotations = mc.to_maml_inputs(configs, labelled=False)
+        out = []
         with mc.maml_session(self.BINARIES, self.name), mc.quiet_maml():
-            try:
-                _, df = self._snap.evaluate(structures, energies, forces, include_stress=False)
-            except RuntimeError as exc:
-                raise DrxError(f"backend {self.name}: LAMMPS failed: {exc}") from None
-        return [Prediction(energy=e, forces=f) for e, f in mc.split_efs(df, configs, rotations)]
+            for block in self._blocks(configs, self._snap.model.describer):  # memory as in fit
+                structures, energies, forces, stresses, rotations = mc.to_maml_inputs(block, labelled=False)
+                try:
+                    _, df = self._snap.evaluate(structures, energies, forces, include_stress=False)
+                except RuntimeError as exc:
+                    raise DrxError(f"backend {self.name}: LAMMPS failed: {exc}") from None
+                out += [Prediction(energy=e, forces=f) for e, f in mc.split_efs(df, block, rotations)]
+        return out
 
     def save(self, directory: str | os.PathLike) -> Path:
         if self._snap is None:
@@ -167,12 +200,24 @@ class SnapPotential(Potential):
         if bool(quadratic and int(quadratic.group(1))) != cls.QUADRATIC:
             raise DrxError(f"{param_file}: quadraticflag does not match backend {cls.name}")
         # The regressor is not refitted: the saved coefficients are the model.
-        model.model.coef_ = coef
-        model.model.intercept_ = 0.0
-        model.model.n_features_in_ = coef.size
+        _set_coefficients(model, coef)
         with mc.quiet_maml():
             pot._snap = SNAPotential(model=model, name=MODEL_NAME)
         return pot
+
+
+def _set_coefficients(model, coef: np.ndarray) -> None:
+    """Give maml's SKLModel the fitted (or saved) coefficients, as if its regressor had fitted them."""
+    model.model.coef_ = coef
+    model.model.intercept_ = 0.0
+    model.model.n_features_in_ = coef.size
+
+
+def n_snap_features(describer) -> int:
+    """Columns of the design matrix: per element, a constant and the (quadratic) bispectrum components."""
+    n = len(describer.subscripts)
+    per_element = 1 + n + (n * (n + 1) // 2 if describer.quadratic else 0)
+    return per_element * len(describer.elements)
 
 
 def _read_snapcoeff(path: Path, elements: list[str]) -> np.ndarray:
