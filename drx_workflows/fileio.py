@@ -34,6 +34,12 @@ def atomic_write_text(path: str | os.PathLike, text: str, private: bool = False)
     return Path(path)
 
 
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(data)
+    return Path(path)
+
+
 def read_mapping(path: str | os.PathLike, what: str, json_too: bool = False, expected: str = "a mapping of fields") -> dict:
     """The mapping in a YAML (or, with ``json_too``, JSON) config file; one-line DrxError otherwise.
 

@@ -58,7 +58,8 @@ def train_cmd(ctx, slice_name, backends, test_slice, target, overrides, frames, 
     (`grid_searches`) and a final firework trains it on the whole training split.
     """
     from drx_workflows.mliap.base import backend_class, parse_backends
-    from drx_workflows.mliap.training import train_and_evaluate
+    from drx_workflows.mliap.isolated import train_and_evaluate_isolated
+    from drx_workflows.mliap.memory import check_fits
     from drx_workflows.store.potentials import store_result
     from drx_workflows.store.training_data import slice_data
     names = parse_backends(backends)
@@ -77,10 +78,12 @@ def train_cmd(ctx, slice_name, backends, test_slice, target, overrides, frames, 
     train, test = data.train, data.test
     if test_slice:
         test = slice_data(store, test_slice, frames=frames).test
+    for name in names:  # every run that cannot fit this worker is refused before any starts
+        check_fits(name, params[name], train)
     results = []
     for name in names:
         click.echo(f"training {name} on {slice_name} ({data.n_train_structures} structures, {len(train)} configurations) ...")
-        result = train_and_evaluate(name, train, test, slice_name, params[name], target)
+        result = train_and_evaluate_isolated(name, train, test, slice_name, params[name], target)
         doc = store_result(store, result, {"test_slice": test_slice or slice_name, "frames": frames,
                                            "reference_structures": data.references})
         m = result.test_metrics

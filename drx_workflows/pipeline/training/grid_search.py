@@ -61,12 +61,12 @@ def validation_split(train, validation_fraction: float, seed: int):
 
 def run_grid_point(store, grid_id, slice_name, backend, hyperparameters, index, target="total",
                    validation_fraction=0.2, seed=0, frames="all") -> dict:
-    from drx_workflows.mliap.training import train_and_evaluate
+    from drx_workflows.mliap.isolated import train_and_evaluate_isolated
     from drx_workflows.store.training_data import slice_data
 
     data = slice_data(store, slice_name, None, frames)
     fit_set, val_set = validation_split(data.train, validation_fraction, seed)
-    result = train_and_evaluate(backend, fit_set, val_set, slice_name, hyperparameters, target)
+    result = train_and_evaluate_isolated(backend, fit_set, val_set, slice_name, hyperparameters, target)
     doc = {
         "grid_id": grid_id,
         "slice": slice_name,

@@ -52,10 +52,12 @@ def train_slice(
     and the potentials document says which happened.
     """
     from drx_workflows.mliap.base import backend_class
-    from drx_workflows.mliap.training import train_and_evaluate
+    from drx_workflows.mliap.isolated import train_and_evaluate_isolated
+    from drx_workflows.mliap.memory import check_fits
     from drx_workflows.store.potentials import load_potential, store_result
     from drx_workflows.store.training_data import slice_data
     data = slice_data(store, slice_name, generation, frames, references)
+    check_fits(backend, hyperparameters or {}, data.train)
     if generation is None:
         sl = store.slices.find_one({"name": slice_name}, {"generation": 1}) or {}
         generation = int(sl.get("generation") or 1)
@@ -79,14 +81,14 @@ def train_slice(
             start = Path(tmp) / "model"
             info["warm_start_from"] = {"potential_id": str(prev["_id"]), "generation": prev.get("generation")}
         try:
-            result = train_and_evaluate(backend, data.train, data.test, slice_name, hyperparameters, target, start)
+            result = train_and_evaluate_isolated(backend, data.train, data.test, slice_name, hyperparameters, target, start)
         except DrxError as exc:
             if start is None:
                 raise
             echo(f"warm start from generation {prev.get('generation')} not possible ({exc}); training from scratch")
             info["warm_start_from"] = None
             info["warm_start_refused"] = str(exc)
-            result = train_and_evaluate(backend, data.train, data.test, slice_name, hyperparameters, target)
+            result = train_and_evaluate_isolated(backend, data.train, data.test, slice_name, hyperparameters, target)
     doc = store_result(store, result, info)
     m = result.test_metrics
     echo(

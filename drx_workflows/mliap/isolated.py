@@ -1,0 +1,127 @@
+"""Train in a child process, so that a training the kernel kills (out of memory) is an error, not a silent death.
+
+The training firework and ``drx train`` call :func:`train_and_evaluate_isolated`. The child runs
+:func:`~drx_workflows.mliap.training.train_and_evaluate` and leaves the result (model folder, metrics,
+predictions) in a private folder; the parent loads it back. When the child dies from a signal -- the
+OOM killer's SIGKILL, a walltime's SIGTERM -- the parent is still alive to say so in one line, with the
+child's peak memory, and the firework fizzles with that reason instead of staying RUNNING forever.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from drx_workflows.errors import DrxError
+from drx_workflows.fileio import atomic_write_bytes
+from drx_workflows.mliap.memory import worker_memory_gb
+
+CHILD_MODULE = "drx_workflows.mliap.isolated"
+
+
+@dataclass
+class TrainingJob:
+    backend: str
+    train: list
+    test: list
+    slice_name: str = ""
+    hyperparameters: dict | None = None
+    target: str = "total"
+    warm_start: str | None = None
+
+
+@dataclass
+class ChildRun:
+    """How the child ended: its exit status and its peak resident memory."""
+
+    returncode: int
+    peak_gb: float
+    seconds: float
+
+
+def train_and_evaluate_isolated(backend, train, test, slice_name="", hyperparameters=None, target="total",
+                                warm_start: Path | None = None):
+    """:func:`train_and_evaluate` in a child process; the same TrainingResult, its potential loaded back."""
+    from drx_workflows.mliap.base import backend_class
+
+    job = TrainingJob(backend, list(train), list(test), slice_name, dict(hyperparameters or {}), target,
+                      str(warm_start) if warm_start else None)
+    with tempfile.TemporaryDirectory(prefix="drx-train-") as tmp:
+        folder = Path(tmp)
+        atomic_write_bytes(folder / "job.pickle", pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL))
+        run = _run_child(folder)
+        outcome = folder / "result.pickle"
+        if run.returncode < 0:
+            raise DrxError(_killed_message(job, run))
+        if not outcome.exists():
+            raise DrxError(f"{backend} training process exited with code {run.returncode} and no result "
+                           f"(peak memory {run.peak_gb:.1f} GB); see its output above")
+        kind, payload = pickle.loads(outcome.read_bytes())
+        if kind == "error":
+            raise DrxError(payload)
+        if kind == "crash":
+            raise RuntimeError(f"{backend} training failed in its process:\n{payload}")
+        potential = backend_class(backend).load(folder / "model")
+        return replace(payload, potential=potential)
+
+
+def _run_child(folder: Path) -> ChildRun:
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", CHILD_MODULE, str(folder)], stdin=subprocess.DEVNULL)
+    try:
+        _, status, usage = _wait4(proc.pid)
+    except BaseException:  # the parent is being stopped (Ctrl-C, walltime): take the child with it
+        proc.kill()
+        _wait4(proc.pid)
+        proc.returncode = -signal.SIGKILL
+        raise
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return ChildRun(proc.returncode, usage.ru_maxrss / 1024**2, time.perf_counter() - t0)
+
+
+def _wait4(pid: int):
+    while True:
+        try:
+            return os.wait4(pid, 0)
+        except InterruptedError:
+            continue
+
+
+def _killed_message(job: TrainingJob, run: ChildRun) -> str:
+    sig = -run.returncode
+    name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else f"signal {sig}"
+    cause = (f"most likely the kernel's out-of-memory killer (this worker has {worker_memory_gb():.1f} GB)"
+             if sig == signal.SIGKILL else "the queue's walltime or a user stopped it")
+    return (f"{job.backend} training on {len(job.train):,} structures was killed by {name} after "
+            f"{run.seconds:.0f} s at {run.peak_gb:.1f} GB peak memory: {cause}; "
+            f"train fewer structures, use --set {job.backend}.… to shrink it, or a larger node")
+
+
+def _child(folder: Path) -> int:
+    from drx_workflows.mliap.training import train_and_evaluate
+
+    job: TrainingJob = pickle.loads((folder / "job.pickle").read_bytes())
+    try:
+        result = train_and_evaluate(job.backend, job.train, job.test, job.slice_name, job.hyperparameters,
+                                    job.target, Path(job.warm_start) if job.warm_start else None)
+        result.potential.save(folder / "model")
+        outcome = ("ok", replace(result, potential=None))
+    except DrxError as exc:
+        outcome = ("error", str(exc))
+    except Exception:
+        import traceback
+
+        outcome = ("crash", traceback.format_exc())
+    atomic_write_bytes(folder / "result.pickle", pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child(Path(sys.argv[1])))

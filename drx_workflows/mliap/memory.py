@@ -1,0 +1,99 @@
+"""How much memory a training run will need and how much this worker has: refuse a run that cannot fit
+with one line, before hours are spent and the kernel kills it.
+
+Only what is computed from the run's shapes is estimated: SNAP/qSNAP's design-matrix blocks and the
+square matrix the blocked fit keeps (mliap.linear_fit). The other backends' memory has not been measured
+against set size yet; for them (and when an estimate is wrong) the isolated training process
+(mliap.isolated) turns a kill by the kernel into a one-line error.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from drx_workflows.errors import DrxError
+
+GB = 1024**3
+# a process with numpy, pandas, maml and a LAMMPS session open, before any data (measured: ~0.45 GB)
+SNAP_BASE_GB = 0.6
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    backend: str
+    n_structures: int
+    peak_gb: float
+    what: str  # the array that dominates, for the message
+
+
+def worker_memory_gb() -> float:
+    """Memory this process may use: the smallest of the cgroup limit, SLURM's allocation, and what is free."""
+    limits = []
+    for f in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            raw = Path(f).read_text().strip()
+        except OSError:
+            continue
+        if raw.isdigit() and int(raw) < 1 << 60:
+            limits.append(int(raw) / GB)
+    for var, unit in (("SLURM_MEM_PER_NODE", 1024**2), ("SLURM_MEM_PER_CPU", 1024**2)):
+        raw = os.environ.get(var, "")
+        if raw.isdigit() and int(raw) > 0:
+            n = int(os.environ.get("SLURM_CPUS_ON_NODE", "1") or 1) if var == "SLURM_MEM_PER_CPU" else 1
+            limits.append(int(raw) * unit * n / GB)
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                limits.append(int(line.split()[1]) * 1024 / GB)
+    except OSError:
+        pass
+    return min(limits) if limits else float("inf")
+
+
+def snap_features(elements: int, twojmax: int, quadratic: bool) -> int:
+    """Design-matrix columns of (q)SNAP: per element a constant and the (quadratic) bispectrum components."""
+    import warnings
+
+    with warnings.catch_warnings():  # maml's namespace package warns about pkg_resources on import
+        warnings.simplefilter("ignore", UserWarning)
+        from maml.apps.pes import SpectralNeighborAnalysis
+
+    n = len(SpectralNeighborAnalysis.get_bs_subscripts(int(twojmax)))
+    return elements * (1 + n + (n * (n + 1) // 2 if quadratic else 0))
+
+
+def estimate(backend: str, hyperparameters: dict, configs: list) -> MemoryEstimate | None:
+    """Peak memory of training ``backend`` on ``configs``; None where it is not modelled."""
+    if backend not in ("snap", "qsnap") or not configs:
+        return None
+    from drx_workflows.mliap.base import backend_class
+
+    hp = {**backend_class(backend).DEFAULTS, **hyperparameters}
+    elements = len({s for c in configs for s in c.species})
+    n_f = snap_features(elements, hp["twojmax"], backend == "qsnap")
+    block_rows = max(1, int(float(hp["block_mb"]) * 2**20 / (8 * n_f)))
+    biggest = max(1 + 3 * c.n_atoms for c in configs)
+    block_rows = max(block_rows, biggest)  # a block holds at least one whole cell
+    block_gb = block_rows * n_f * 8 / GB
+    square_gb = n_f * n_f * 8 / GB
+    # maml builds a block from per-cell frames and concatenates them (x2), we copy it to float64 (x1);
+    # the fit keeps the square matrix, and the QR update stacks it on a block and factors it (x3 of that)
+    fit_gb = 2 * square_gb if float(hp["alpha"]) > 0 else 3 * (square_gb + block_rows * n_f * 8 / GB)
+    peak = SNAP_BASE_GB + 3 * block_gb + fit_gb
+    what = f"{n_f:,} features ({elements} elements, twojmax {hp['twojmax']})"
+    return MemoryEstimate(backend, len(configs), peak, what)
+
+
+def check_fits(backend: str, hyperparameters: dict, configs: list) -> MemoryEstimate | None:
+    """Refuse, in one line, a training whose estimated peak memory exceeds what this worker has."""
+    est = estimate(backend, hyperparameters, configs)
+    if est is None:
+        return None
+    have = worker_memory_gb()
+    if est.peak_gb > have:
+        raise DrxError(f"{backend} on {est.n_structures:,} structures needs ~{est.peak_gb:.1f} GB "
+                       f"({est.what}), this worker has {have:.1f} GB; use --set {backend}.twojmax=… "
+                       f"(fewer features) or a larger node")
+    return est

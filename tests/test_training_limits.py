@@ -1,0 +1,114 @@
+"""Training that cannot fit the worker is refused in one line before it starts; a training the kernel kills
+anyway is a one-line error (its firework FIZZLED with the reason), not a silent death."""
+
+import os
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import run_drx
+
+from drx_workflows.errors import DrxError
+from drx_workflows.mliap.data import read_xsf_dir
+
+
+@pytest.fixture
+def xsf12(shared_dir, tmp_path):
+    folder = tmp_path / "xsf"
+    folder.mkdir()
+    for f in sorted((shared_dir / "data" / "drx_dft").glob("*.xsf"))[:12]:
+        shutil.copy(f, folder)
+    return folder
+
+
+def test_snap_feature_counts_and_estimates():
+    from drx_workflows.mliap.memory import estimate, snap_features, worker_memory_gb
+
+    # bispectrum components at twojmax 6: 30; quadratic adds 30*31/2; one constant per element
+    assert snap_features(11, 6, quadratic=False) == 11 * 31
+    assert snap_features(11, 6, quadratic=True) == 11 * (31 + 465)
+    configs = read_xsf_dir(Path(__file__).resolve().parents[2] / "shared" / "data" / "drx_dft")[:20]
+    small = estimate("qsnap", {}, configs)
+    big = estimate("qsnap", {"twojmax": 10}, configs)
+    assert 0.5 < small.peak_gb < 4 and "1,984 features (4 elements" in small.what
+    # the ridge fit keeps the normal matrix and its factor: two n_features-square float64 arrays
+    assert big.peak_gb > 2 * 17112**2 * 8 / 1024**3 and "17,112 features" in big.what
+    assert estimate("ann", {}, configs) is None  # not modelled: the isolated process guards it
+    assert 0 < worker_memory_gb() < 1e6
+
+
+def test_drx_train_refuses_in_one_line_what_cannot_fit(xsf12, tmp_path):
+    store = tmp_path / "s.json"
+    r = run_drx("--store", store, "import", xsf12, "--name", "g", "--test-fraction", "0.25", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = run_drx("--store", store, "train", "--slice", "g", "--backend", "snap,qsnap", "--set", "qsnap.twojmax=14",
+                cwd=tmp_path)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("drx: error: qsnap on 9 structures needs ~"), r.stderr
+    assert "this worker has" in lines[0] and "GB" in lines[0] and "training" not in r.stdout  # nothing started
+    info = run_drx("--store", store, "info", cwd=tmp_path)
+    assert info.returncode == 0
+
+
+def _kill_the_training_child(done: threading.Event, killed: list):
+    """The OOM killer's part: SIGKILL the training process as soon as it exists."""
+    me = os.getpid()
+    while not done.is_set():
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == me and b"drx_workflows.mliap.isolated" in cmd:
+                time.sleep(1.0)
+                os.kill(int(pid), signal.SIGKILL)
+                killed.append(int(pid))
+                return
+        time.sleep(0.05)
+
+
+def test_a_training_killed_by_the_kernel_is_a_one_line_error(xsf12):
+    from drx_workflows.mliap.isolated import train_and_evaluate_isolated
+
+    configs = read_xsf_dir(xsf12)
+    done, killed = threading.Event(), []
+    killer = threading.Thread(target=_kill_the_training_child, args=(done, killed))
+    killer.start()
+    try:
+        with pytest.raises(DrxError) as err:
+            train_and_evaluate_isolated("ann", configs[:9], configs[9:], "g", {"epochs": 100000})
+    finally:
+        done.set()
+        killer.join()
+    assert killed
+    msg = str(err.value)
+    assert msg.startswith("ann training on 9 structures was killed by SIGKILL after ") and "\n" not in msg
+    assert "out-of-memory killer (this worker has " in msg and "peak memory" in msg
+
+
+def test_a_refused_training_firework_fizzles_with_the_reason_and_the_others_carry_on(fresh_store, xsf12,
+                                                                                       tmp_path):
+    from fireworks import Workflow
+
+    from drx_workflows.pipeline.training.firetasks import training_firework
+    from drx_workflows.pipeline.training.slice_flows import (
+        launch_ml_fireworks,
+        training_status,
+    )
+    from drx_workflows.store.imports import import_slice
+
+    import_slice(fresh_store, "g", xsf12, test_fraction=0.25, seed=0)
+    tiny = {"hidden_layers": [3], "epochs": 10, "radial_order": 4, "angular_order": 1}
+    fresh_store.launchpad().add_wf(Workflow([training_firework("g", "qsnap", {"twojmax": 14}),
+                                             training_firework("g", "ann", tiny)]))
+    launch_ml_fireworks(fresh_store, tmp_path / "launches")
+    rows = {row["name"]: row for row in training_status(fresh_store)}
+    assert rows["train qsnap on g"]["state"] == "FIZZLED"
+    assert "qsnap on 9 structures needs ~" in rows["train qsnap on g"]["error"]
+    assert rows["train ann on g"]["state"] == "COMPLETED"
+    assert [d["backend"] for d in fresh_store.potentials.find({})] == ["ann"]
