@@ -83,11 +83,14 @@ def main(argv=None):
         print(f"[{name}] trained in {report.seconds:.0f} s", flush=True)
         tr = errors(pot, subset(fit_set, args.train_eval, seed=2))
         te = errors(pot, test)
-        peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6
+        # this process (the fit's arrays) and its largest child (LAMMPS, QUIP's gap_fit) separately
+        peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2
+        self_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
         print(f"[{name}] train ({tr['n']} cells): E {tr['energy_mae_mev_atom']:.1f} meV/atom, "
               f"F {tr['force_mae_ev_a']:.3f} eV/A | test ({te['n']} cells): E {te['energy_mae_mev_atom']:.1f} "
               f"meV/atom, F {te['force_mae_ev_a']:.3f} eV/A | fit {report.seconds:.0f} s, "
-              f"predict test {te['predict_seconds']:.0f} s, peak child RSS {peak_gb:.1f} GB", flush=True)
+              f"predict test {te['predict_seconds']:.0f} s, peak RSS {self_gb:.1f} GB (this process, "
+              f"cumulative over the backends run) / {peak_gb:.1f} GB (largest child)", flush=True)
         if args.json:
             with args.json.open("a") as f:
                 f.write(json.dumps({"backend": name, "n_fit": len(fit_set), "fit_seconds": report.seconds,

@@ -193,3 +193,21 @@ def test_the_blocked_fit_equals_mamls_in_memory_fit(name, hyperparameters, cells
         np.testing.assert_allclose(a.forces, b.forces, atol=1e-4)
     if name == "qsnap":  # ridge has one solution
         np.testing.assert_allclose(coef, reference, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", ["snap", "qsnap"])
+def test_the_lean_lammps_input_gives_mamls_features(name, tmp_path, monkeypatch):
+    """The trimmed LAMMPS input (pair cutoff at the bispectrum cutoff, no virial dump) against maml's own,
+    on the sample's smallest cells (the most ghost atoms) and a large one, all 11 elements."""
+    monkeypatch.chdir(tmp_path)
+    sane, _ = split_sane(read_xsf_dir(DATA))
+    by_size = sorted(sane, key=lambda c: c.n_atoms)
+    picked = by_size[:2] + [max(sane, key=lambda c: len(set(c.species)))] + by_size[-1:]
+    pot = base.backend_class(name)(twojmax=2)
+    elements = mc.elements_of(sane)
+    with mc.maml_session(pot.BINARIES, name), mc.quiet_maml():
+        structures, *_ = mc.to_maml_inputs(picked, labelled=False)
+        lean = pot._describer(elements).transform(structures).to_numpy()
+        stock = pot._describer(elements, lean=False).transform(structures).to_numpy()
+    assert lean.shape == stock.shape == (sum(1 + 3 * c.n_atoms for c in picked), lean.shape[1])
+    np.testing.assert_allclose(lean, stock, rtol=1e-10, atol=1e-12)
