@@ -40,6 +40,22 @@ def test_snap_feature_counts_and_estimates():
     assert 0 < worker_memory_gb() < 1e6
 
 
+def test_gap_estimates_follow_the_soap_length_and_the_atoms():
+    from drx_workflows.mliap.memory import estimate, soap_components
+
+    assert soap_components(11, 6, 6, "") == 15477  # the study's full SOAP over 11 species
+    assert soap_components(11, 6, 6, "Z_mix=T R_mix=T K=8") == 252
+    assert soap_components(11, 6, 6, "Z_mix=T K=8") is None  # not modelled
+    sane = read_xsf_dir(Path(__file__).resolve().parents[2] / "shared" / "data" / "drx_dft")
+    compressed = estimate("gap", {"soap_extra": "Z_mix=T R_mix=T K=8"}, sane)
+    full = estimate("gap", {}, sane)
+    atoms = sum(c.n_atoms for c in sane)
+    assert compressed.what == f"{atoms:,} atoms x 252 SOAP components"
+    assert 5 < compressed.peak_gb < 9  # measured: 6.6 GB on the 295 training cells
+    assert full.peak_gb > 150  # the study's settings: far beyond any node
+    assert estimate("gap", {"cutoff": 10.0, "soap_extra": "Z_mix=T R_mix=T K=8"}, sane).peak_gb > 7 * compressed.peak_gb
+
+
 def test_drx_train_refuses_in_one_line_what_cannot_fit(xsf12, tmp_path):
     store = tmp_path / "s.json"
     r = run_drx("--store", store, "import", xsf12, "--name", "g", "--test-fraction", "0.25", cwd=tmp_path)

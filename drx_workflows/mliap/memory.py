@@ -1,10 +1,11 @@
 """How much memory a training run will need and how much this worker has: refuse a run that cannot fit
 with one line, before hours are spent and the kernel kills it.
 
-Only what is computed from the run's shapes is estimated: SNAP/qSNAP's design-matrix blocks and the
-square matrix the blocked fit keeps (mliap.linear_fit). The other backends' memory has not been measured
-against set size yet; for them (and when an estimate is wrong) the isolated training process
-(mliap.isolated) turns a kill by the kernel into a one-line error.
+Estimated: SNAP/qSNAP from their shapes (the design-matrix blocks and the square matrix the blocked fit
+keeps, mliap.linear_fit), and GAP from a measurement: QUIP's gap_fit keeps every training atom's SOAP
+vector and its gradients. The other backends' memory has not been measured against set size yet; for them
+(and when an estimate is wrong) the isolated training process (mliap.isolated) turns a kill by the kernel
+into a one-line error.
 """
 
 from __future__ import annotations
@@ -18,6 +19,12 @@ from drx_workflows.errors import DrxError
 GB = 1024**3
 # a process with numpy, pandas, maml and a LAMMPS session open, before any data (measured: ~0.45 GB)
 SNAP_BASE_GB = 0.6
+# gap_fit's peak per training atom and SOAP component at a 5 A cutoff, and its base. Measured on DRX
+# cells: compressed SOAP (252 components) on 1,716 / 3,019 / 9,426 atoms: 1.1 / 2.0 / 6.6 GB; full SOAP
+# (4 species, 2,100 components) on 488 atoms: 1.6 GB (its gradients are stored for fewer neighbour
+# species per component). Only the full SOAP of many species is far beyond a node.
+GAP_BYTES_PER_ATOM_COMPONENT = {"compressed": 2.8e3, "full": 1.5e3}
+GAP_BASE_GB = 0.2
 
 
 @dataclass(frozen=True)
@@ -64,13 +71,38 @@ def snap_features(elements: int, twojmax: int, quadratic: bool) -> int:
     return elements * (1 + n + (n * (n + 1) // 2 if quadratic else 0))
 
 
+def soap_components(species: int, n_max: int, l_max: int, soap_extra: str) -> int | None:
+    """Length of gap_fit's SOAP vector: full, or compressed with ``Z_mix=T R_mix=T K=k``; None otherwise."""
+    keys = dict(item.split("=", 1) for item in str(soap_extra or "").split() if "=" in item)
+    if not keys:
+        n = species * n_max
+        return n * (n + 1) // 2 * (l_max + 1)
+    if keys.get("Z_mix") == "T" and keys.get("R_mix") == "T" and str(keys.get("K", "")).isdigit() and len(keys) == 3:
+        k = int(keys["K"])
+        return k * (k + 1) // 2 * (l_max + 1)
+    return None
+
+
+def _gap(hp: dict, configs: list) -> MemoryEstimate | None:
+    species = len({s for c in configs for s in c.species})
+    d = soap_components(species, int(hp["n_max"]), int(hp["l_max"]), hp.get("soap_extra", ""))
+    if d is None:
+        return None
+    atoms = sum(c.n_atoms for c in configs)
+    per = GAP_BYTES_PER_ATOM_COMPONENT["compressed" if str(hp.get("soap_extra") or "").strip() else "full"]
+    peak = GAP_BASE_GB + atoms * d * per * (float(hp["cutoff"]) / 5.0) ** 3 / GB
+    return MemoryEstimate("gap", len(configs), peak, f"{atoms:,} atoms x {d:,} SOAP components")
+
+
 def estimate(backend: str, hyperparameters: dict, configs: list) -> MemoryEstimate | None:
     """Peak memory of training ``backend`` on ``configs``; None where it is not modelled."""
-    if backend not in ("snap", "qsnap") or not configs:
+    if backend not in ("snap", "qsnap", "gap") or not configs:
         return None
     from drx_workflows.mliap.base import backend_class
 
     hp = {**backend_class(backend).DEFAULTS, **hyperparameters}
+    if backend == "gap":
+        return _gap(hp, configs)
     elements = len({s for c in configs for s in c.species})
     n_f = snap_features(elements, hp["twojmax"], backend == "qsnap")
     block_rows = max(1, int(float(hp["block_mb"]) * 2**20 / (8 * n_f)))
@@ -93,7 +125,8 @@ def check_fits(backend: str, hyperparameters: dict, configs: list) -> MemoryEsti
         return None
     have = worker_memory_gb()
     if est.peak_gb > have:
+        shrink = {"gap": 'gap.soap_extra="Z_mix=T R_mix=T K=8" (compressed SOAP), fewer structures',
+                  }.get(backend, f"{backend}.twojmax=… (fewer features)")
         raise DrxError(f"{backend} on {est.n_structures:,} structures needs ~{est.peak_gb:.1f} GB "
-                       f"({est.what}), this worker has {have:.1f} GB; use --set {backend}.twojmax=… "
-                       f"(fewer features) or a larger node")
+                       f"({est.what}), this worker has {have:.1f} GB; use --set {shrink} or a larger node")
     return est
