@@ -197,6 +197,7 @@ def main(argv=None) -> int:
     ap.add_argument("--workdir", type=Path, default=CACHE / "runs")
     ap.add_argument("--timeout-min", type=float, default=180.0)
     ap.add_argument("--label-only", action="store_true")
+    ap.add_argument("--results", type=Path, default=RESULTS, help="JSON merged over runs (one per concurrent run)")
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -204,14 +205,14 @@ def main(argv=None) -> int:
         for n in sizes:
             print(build_set(n))
         return 0
-    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+    previous = json.loads(args.results.read_text()) if args.results.exists() else []
     rows = [r for r in previous]
     for n in sizes:
         for backend in args.backends.split(","):
             row = measure(n, backend, args.workdir, args.overrides, args.timeout_min * 60)
             print(json.dumps(row), flush=True)
             rows = [r for r in rows if not (r["backend"] == backend and r["n"] == n)] + [row]
-            RESULTS.write_text(json.dumps(rows, indent=1) + "\n")
+            args.results.write_text(json.dumps(rows, indent=1) + "\n")
     plot(rows, HERE / "training_scale.png")
     return 0
 
