@@ -7,10 +7,14 @@ import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
 pytest.importorskip("secantus")
+
+sys.path.insert(0, str(Path(__file__).parent))
+from drx_drill import clean_env  # noqa: E402
 
 
 def _server_db(root):
@@ -43,7 +47,8 @@ SCRIPT = textwrap.dedent(
 
 def _run(root):
     # 5-10 min alone; the timeout leaves room for a loaded machine (the demo's server is stopped by the test)
-    r = subprocess.run([sys.executable, "-c", SCRIPT, str(root)], capture_output=True, text=True, timeout=2400)
+    r = subprocess.run([sys.executable, "-c", SCRIPT, str(root)], capture_output=True, text=True, timeout=2400,
+                       env=clean_env())
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     line = [ln for ln in r.stdout.splitlines() if ln.startswith("SUMMARY ")][-1]
     return r.stdout, json.loads(line[len("SUMMARY "):])
@@ -112,7 +117,8 @@ def test_fresh_starts_over(tmp_path, server):
         f"server={server})))"
     )
     try:  # the bcc Li references still relax (surrogate engine): ~1 min alone
-        r = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True, text=True, timeout=1200)
+        r = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True, text=True, timeout=1200,
+                           env=clean_env())
         left_running = running_pid(root / "server")
     finally:
         stop(root / "server")  # whatever happened to the demo process

@@ -264,3 +264,19 @@ def test_drx_with_nothing_configured_starts_the_local_server_on_demand(tmp_path)
     assert drx("--store", legacy / "drx_store" / "store.json", "info").returncode == 0
     r = drx("info", cwd=legacy)
     assert r.returncode == 0 and r.stdout.startswith("embedded store ") and not (legacy / "drx_server").exists()
+
+
+def test_a_stale_mongomock_variable_does_not_divert_fireworks_from_the_server(server):
+    """MONGOMOCK_SERVERSTORE_FILE (left by an embedded store, or by hand) makes FireWorks' LaunchPad ignore
+    its host and port; a process opened on the server must still put its fireworks on the server."""
+    code = ("from fireworks import Firework, ScriptTask\n"
+            "from drx_workflows.store.client import open_store\n"
+            "from drx_workflows.store.config import StoreConfig\n"
+            f"store = open_store(StoreConfig.from_launchpad_file({str(server.launchpad)!r}))\n"
+            "store.launchpad().add_wf(Firework(ScriptTask.from_str('true')))\n")
+    env = clean_env(MONGOMOCK_SERVERSTORE_FILE=str(server.dir / "stale.json"))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "MONGOMOCK_SERVERSTORE_FILE was set" in r.stderr and "ignored" in r.stderr
+    assert server.db().fireworks.count_documents({}) == 1
+    assert not (server.dir / "stale.json").exists()

@@ -52,11 +52,13 @@ class Store:
         else:
             self.client = _connect_mongodb(config, server_timeout_s)
             if os.environ.get("MONGOMOCK_SERVERSTORE_FILE") and not any(c.kind == "embedded" for c in _OPEN):
-                # FireWorks' tools obey this variable over any launchpad file: their fireworks
-                # would go to that JSON file while drx writes to the server.
-                print(f"drx: warning: MONGOMOCK_SERVERSTORE_FILE is set ({os.environ['MONGOMOCK_SERVERSTORE_FILE']}); "
-                      f"FireWorks tools started from here will use that file, not {config.describe()}; unset it",
-                      file=sys.stderr)
+                # FireWorks' LaunchPad obeys this variable over its host and port: this process's
+                # fireworks (and its children's) would go to that JSON file while drx writes to the
+                # server. The store this process was asked for wins.
+                stale = os.environ.pop("MONGOMOCK_SERVERSTORE_FILE")
+                _route_fireworks_to_servers()
+                print(f"drx: warning: MONGOMOCK_SERVERSTORE_FILE was set ({stale}); ignored, so that FireWorks "
+                      f"here uses {config.describe()}", file=sys.stderr)
         self.db = self.client[config.name]
         self._ensure_indexes()
 
@@ -237,6 +239,19 @@ def _route_fireworks_to(client) -> None:
 
     fw_launchpad.MongoClient = shared_client
     fw_config.MongoClient = shared_client
+
+
+def _route_fireworks_to_servers() -> None:
+    """Undo what FireWorks did at import when MONGOMOCK_SERVERSTORE_FILE was set: LaunchPads dial servers again."""
+    import pymongo
+
+    fw_config = sys.modules.get("fireworks.fw_config")
+    fw_launchpad = sys.modules.get("fireworks.core.launchpad")
+    if fw_config is not None:
+        fw_config.MongoClient = pymongo.MongoClient
+        fw_config.MONGOMOCK_SERVERSTORE_FILE = None
+    if fw_launchpad is not None:
+        fw_launchpad.MongoClient = pymongo.MongoClient
 
 
 # Firetasks and the duplicate finder are stored under their module path ({{module.Class}}); these
