@@ -98,7 +98,7 @@ def demo_cmd(demo_dir, fresh, no_train, keep_server, file_store):
         click.echo(f"FireWorks webgui on the same store: drx {store} lpad webgui -s --port 5000, "
                    "then open http://localhost:5000 (one process at a time holds the embedded store)")
         return
-    server_dir = demo_server_dir(Path(demo_dir))
+    server_dir = demo_server_dir(Path(summary["root"]))  # absolute: the launches changed the working folder
     lp = f"--launchpad {server_dir / 'my_launchpad.yaml'}"
     if not keep_server:
         click.echo(f"To look again: drx server start --dir {server_dir}, then:")
