@@ -11,6 +11,8 @@ $(STAMP): setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=24"
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[test]"
+	# mace-torch pins e3nn==0.4.4 against sevenn's >=0.5; its other requirements come with setup.py
+	$(PY) -m pip install --quiet --no-deps -c constraints.txt mace-torch
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -30,7 +30,23 @@ setup(
         "scikit-learn>=1.6,<1.7",
         "setuptools<81",
         "chgnet>=0.4.2",
-        "mace-torch>=0.3.16",
+        # SevenNet: the delta backend's pretrained bases (weights in the wheel); needs e3nn >= 0.5
+        "sevenn>=0.13.0",
+        "e3nn>=0.5",
+        # mace-torch pins e3nn==0.4.4, which SevenNet cannot use.  The MACE backend trains from
+        # scratch and evaluates in this one e3nn version, so it runs on e3nn 0.6 (tests/test_mace.py):
+        # the Makefile installs mace-torch with --no-deps after these, its own requirements being:
+        "torch-ema",
+        "prettytable",
+        "matscipy",
+        "h5py",
+        "torchmetrics",
+        "python-hostlist",
+        "configargparse",
+        "GitPython",
+        "lmdb",
+        "orjson",
+        "opt_einsum",
     ],
     extras_require={
         # the local MongoDB wire-protocol server (drx server start); a separate GPL-2.0 program

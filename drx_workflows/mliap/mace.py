@@ -40,6 +40,16 @@ def _write_extxyz(configs: list[Configuration], path: Path) -> None:
     write(path, frames, format="extxyz")
 
 
+def _require_mace() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("mace") is None:
+        raise DrxError(
+            "mace: mace-torch is not installed; its e3nn==0.4.4 pin conflicts with sevenn, so install it "
+            "without dependencies: pip install --no-deps mace-torch==0.3.16 (make install does)"
+        )
+
+
 class MacePotential(Potential):
     name = "mace"
     WARM_START = True
@@ -72,6 +82,7 @@ class MacePotential(Potential):
     def fit(self, train: list[Configuration], warm_start: Path | None = None) -> FitReport:
         if len(train) < 3:
             raise DrxError(f"mace needs at least 3 training structures (one is kept for validation), got {len(train)}")
+        _require_mace()
         hp = self.hyperparameters
         self._tmp = tempfile.TemporaryDirectory(prefix="drx-mace-")
         work = Path(self._tmp.name)
@@ -122,6 +133,7 @@ class MacePotential(Potential):
         if self._model_path is None:
             raise DrxError("mace: the potential is not trained or loaded")
         if self._calc is None:
+            _require_mace()
             from mace.calculators import MACECalculator
 
             self._calc = MACECalculator(

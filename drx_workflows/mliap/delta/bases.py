@@ -1,4 +1,4 @@
-"""Frozen pretrained universal potentials as Δ-learning bases (CHGNet 0.3.0, weights in its wheel), and the checks a configuration passes before a base sees it."""
+"""Frozen pretrained universal potentials as Δ-learning bases (CHGNet 0.3.0 here, SevenNet in ``sevennet.py``; weights in their wheels), and the checks a configuration passes before a base sees it."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 
 from drx_workflows.errors import DrxError
 from drx_workflows.mliap.data import Configuration, sanity_problem
+from drx_workflows.mliap.delta.sevennet import SEVENNET_MODELS, SevennetBase
 
 
 def check_configurations(configs: list[Configuration], covers, base_name: str, what: str) -> None:
@@ -145,4 +146,16 @@ class ChgnetBase:
         return results
 
 
-BASES = {"chgnet": ChgnetBase}
+# base name -> (class, its default model); every one loads offline from its wheel
+BASES = {
+    "chgnet": (ChgnetBase, "0.3.0"),
+    **{name: (SevennetBase, model) for name, model in SEVENNET_MODELS.items()},
+}
+
+
+def make_base(name: str, model_name: str | None = None, batch_size: int = 8):
+    """The frozen base ``name`` (``model_name`` overrides its default model)."""
+    if name not in BASES:
+        raise DrxError(f"delta: unknown base {name!r}; choose from {', '.join(sorted(BASES))}")
+    cls, default = BASES[name]
+    return cls(model_name or default, batch_size=batch_size)
