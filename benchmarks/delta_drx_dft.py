@@ -1,20 +1,17 @@
-"""delta (CHGNet + per-element shifts + residual heads) on the real DFT sample: candidates and learning curve.
+"""delta (a pretrained base + per-element shifts + residual heads) on the real DFT sample: candidates and learning curve.
 
 Same seeded 90/10 split, stratified by n-TM, of the sane configurations of
 ../shared/data/drx_dft as benchmarks/ann_drx_dft.py, so the numbers compare with the README table.
 The frozen base model is evaluated once for every structure (energies, forces, crystal
-features; cached in --cache); every candidate and learning-curve point is then fitted from
-that evaluation, and test forces come from the potential's own predict (exact derivatives).
+features; cached in --cache, one file per base); every candidate and learning-curve point is then
+fitted from that evaluation, and test forces come from the potential's own predict (exact derivatives).
 
-Measured (seed 0, 295 train / 31 test, 2 shared cores; base pass 57 s for all 326 cells):
-  pretrained CHGNet alone: test E MAE 704.6 meV/atom, F MAE 0.0827 eV/A
-  + per-element shifts: 13.1 meV/atom (train 12.9), F MAE 0.0827
-  + 5 residual heads on energies (defaults): 7.1 meV/atom (RMSE 9.5, train 2.5), but F MAE 0.159:
-      heads not trained on forces double the force error.  Training 54 s (base pass + 2-3 s of heads).
-  bootstrap members 8.6 / F 0.148; 1 member 9.3 / 0.181; hidden 16: 7.0 / 0.144; 500 epochs 8.6 / 0.114
-  residual forces of 32 cells in the loss (Jacobians 204 s): fw 1: 19.6 / 0.124; fw 0.1: 13.5 / 0.117
-  learning curve (shifts only / delta, meV/atom): 28: 21.4 / 25.3, 50: 12.9 / 18.6, 102: 11.4 / 15.5,
-      200: 13.7 / 11.4, 295: 13.1 / 7.1
+Measured (seed 0, 295 train / 31 test, 2 shared cores), test E MAE meV/atom / F MAE eV/A:
+  base sevenn-l3i5 (the default): alone 31.5 / 0.0818; + shifts 6.53 / 0.0818; + heads by gradient
+      penalty: 0 -> 8.51 / 0.175, 1e-5 -> 7.30 / 0.117, 1e-4 -> 6.73 / 0.094, 1e-3 -> 6.85 / 0.082,
+      1e-2 (default) -> 6.24 / 0.0813, 1e-1 -> 6.54 / 0.0817.  Base pass ~1.26 s per structure (loaded).
+  base chgnet (--set base='"chgnet"' gradient_penalty=0): alone 704.6 / 0.0827; + shifts 13.1 / 0.0827;
+      + heads 7.1 / 0.159; gradient penalty 1e-5: 12.6 / 0.084.  Base pass 57 s for all 326 cells.
 
     .venv/bin/python benchmarks/delta_drx_dft.py [--seed 0] [--sizes 25,50,100,200,all] [--plot curve.png]
         [--candidates] [--candidate-forces] [--force-jacobians 32] [--others ann,snap]
@@ -82,7 +79,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--cache", type=Path, default=Path("/tmp/drx_delta_base_cache.npz"))
+    ap.add_argument("--cache", type=Path, default=None,
+                    help="base evaluations cache (default /tmp/drx_delta_base_cache_<base>.npz)")
     ap.add_argument("--sizes", default="25,50,100,200,all")
     ap.add_argument("--candidates", action="store_true", help="also compare residual variants on the full training set")
     ap.add_argument("--force-mae", action="store_true", help="test force MAE for every curve point (one base pass each)")
@@ -110,7 +108,8 @@ def main(argv=None) -> int:
           f"train {len(train)}, test {len(test)}", flush=True)
 
     pot = DeltaPotential(seed=args.seed, **extra)
-    evals, base_s = base_evaluations(pot, train + test, args.cache)
+    cache = args.cache or Path(f"/tmp/drx_delta_base_cache_{pot.hyperparameters['base']}.npz")
+    evals, base_s = base_evaluations(pot, train + test, cache)
     ev_train, ev_test = evals[: len(train)], evals[len(train):]
     print(f"base ({pot.hyperparameters['base']}) evaluated on {len(evals)} structures in {base_s:.1f} s "
           f"({base_s * len(train) / len(evals):.1f} s of it for the training set)", flush=True)
@@ -125,6 +124,7 @@ def main(argv=None) -> int:
         variants = {
             "shift only": {"residual": "none"},
             "heads (defaults)": {},
+            "heads, gradient penalty 0": {"gradient_penalty": 0.0},
             "heads, 1 member": {"ensemble": 1},
             "heads, bootstrap": {"bootstrap": True},
             "heads, hidden 64": {"hidden": 64},
@@ -135,6 +135,10 @@ def main(argv=None) -> int:
             "heads, gradient penalty 3e-7": {"gradient_penalty": 3e-7},
             "heads, gradient penalty 1e-6": {"gradient_penalty": 1e-6},
             "heads, gradient penalty 1e-5": {"gradient_penalty": 1e-5},
+            "heads, gradient penalty 1e-4": {"gradient_penalty": 1e-4},
+            "heads, gradient penalty 1e-3": {"gradient_penalty": 1e-3},
+            "heads, gradient penalty 1e-2": {"gradient_penalty": 1e-2},
+            "heads, gradient penalty 1e-1": {"gradient_penalty": 1e-1},
         }
         if args.force_jacobians:
             t_j = time.perf_counter()

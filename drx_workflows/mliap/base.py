@@ -90,6 +90,7 @@ BACKENDS: dict[str, str] = {
     "mtp": "drx_workflows.mliap.mtp:MtpPotential",
     "mace": "drx_workflows.mliap.mace:MacePotential",
     "delta": "drx_workflows.mliap.delta.potential:DeltaPotential",
+    "finetune": "drx_workflows.mliap.finetune:FinetunePotential",
 }
 
 
