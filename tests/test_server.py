@@ -169,10 +169,16 @@ def test_three_plain_rlaunch_with_a_server_kill_9_give_one_task_per_structure(se
         for p in procs:
             if p.poll() is None:
                 p.kill()
-    # a launcher that lost its firework to the outage leaves it RUNNING: lost-run detection puts it back
+    # a launcher that lost its firework to the outage leaves it RUNNING: lost-run detection puts it back;
+    # one whose FireWorks ping met the closed connection fizzles it once the server is back (`drx status`
+    # groups it as OSError: "connection closed", under pymongo's AutoReconnect): `drx rerun --fizzled
+    # --error …` puts exactly those back. Nothing else may have fizzled (checked below).
     r = drx("--launchpad", server.launchpad, "recover", "--expiration-secs", "0")
     assert r.returncode == 0, r.stderr
-    if "no lost runs" not in r.stdout:
+    reruns = [drx("--launchpad", server.launchpad, "rerun", "--fizzled", "--error", name)
+              for name in ("OSError", "AutoReconnect")]
+    assert all(rr.returncode == 0 for rr in reruns), [rr.stderr for rr in reruns]
+    if "no lost runs" not in r.stdout or any(not rr.stdout.startswith("rerun 0 ") for rr in reruns):
         rl = subprocess.run([str(BIN / "rlaunch"), "-l", str(server.launchpad), "-w", info["fworker"], "rapidfire"],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1500)
         assert rl.returncode == 0, rl.stderr[-2000:]
