@@ -143,6 +143,34 @@ def test_a_task_document_waits_for_a_restarting_server_and_gives_up_in_one_line(
     assert server.db().tasks.count_documents({}) == 1
 
 
+def test_queue_jobs_storing_their_first_task_docs_at_once_get_distinct_sequential_ids(server):
+    """The CI run of a78bc39 fizzled a firework here: secantusdb answered the loser of two racing
+    counter upserts with null. Five rounds of eight writers, each on a database without a counter."""
+    import threading
+
+    from drx_workflows.store.taskdocs import insert_task_doc
+
+    db_file, db = str(server.dir / "db.json"), server.db()
+    for round_ in range(5):
+        db["counter"].delete_many({})
+        db.tasks.delete_many({})
+        ids, errors = [], []
+
+        def store(i):
+            try:
+                ids.append(insert_task_doc(db_file, {"dir_name": f"host:/r{round_}/{i}", "drx_id": f"drx-{i}"}))
+            except Exception as exc:  # noqa: BLE001 - the assertion below shows it
+                errors.append(repr(exc))
+
+        writers = [threading.Thread(target=store, args=(i,)) for i in range(8)]
+        for w in writers:
+            w.start()
+        for w in writers:
+            w.join()
+        assert errors == [] and sorted(ids) == list(range(1, 9))
+        assert sorted(t["task_id"] for t in db.tasks.find({})) == list(range(1, 9))
+
+
 @pytest.mark.slow
 def test_three_plain_rlaunch_with_a_server_kill_9_give_one_task_per_structure(server, tmp_path):
     """The production path: FireWorks' own rlaunch, three at once, the server killed mid-run and restarted."""
