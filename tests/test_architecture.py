@@ -21,6 +21,7 @@ LAYERS = [
     ("science: enumeration", ["enumeration"]),
     ("science: calculations", ["vasp", "slices"]),
     ("science: potentials", ["mliap"]),
+    ("science: selection", ["selection"]),
     ("science: voltages", ["voltages"]),
     ("science: tables", ["analysis"]),
     ("persistence", ["store"]),

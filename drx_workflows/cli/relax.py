@@ -70,13 +70,25 @@ def _parse_query(text):
 @click.option("--train-category", help="With --train: FireWorks _category of the training fireworks.")
 @click.option("--with-references", is_flag=True,
               help="With --train: the voltage reference calculations (bcc Li metal) join the workflow and the training.")
+@click.option("--active", "active_n", type=int, metavar="N",
+              help="With --train: active learning, N structures per round chosen by the trained potential; "
+                   "their relaxations and the next training join the workflow by themselves.")
+@click.option("--rounds", type=int, default=3, show_default=True, help="With --active: rounds of selection at most.")
+@click.option("--strategy", default="cluster-uncertainty", show_default=True,
+              type=click.Choice(["random", "uncertainty", "diversity", "cluster-uncertainty"]),
+              help="With --active: how the next structures are chosen.")
+@click.option("--min-improvement", type=float, default=0.0, show_default=True,
+              help="With --active: stop when a generation's test energy MAE fell by less than this fraction.")
+@click.option("--active-backend", default="delta", show_default=True,
+              help="With --active: the trained backend whose potential chooses.")
 @click.option("--inline-structures", is_flag=True,
               help="Put each structure in its firework instead of naming it by drx_id: for compute nodes without "
                    "database access (qlaunch -r / rlaunch --offline).")
 @click.pass_context
 def submit(ctx, query, ids_file, slice_name, limit, atoms, batch_size, dry_dir, n_dry, to_file, to_dir, fworker,
            skip_potcar_check, no_check, max_errors, quiet, train_backends, overrides, target, frames, train_category,
-           with_references, inline_structures, references=False):
+           with_references, inline_structures, active_n, rounds, strategy, min_improvement, active_backend,
+           references=False):
     from drx_workflows.pipeline.launch.local import fworker_is_fake, load_fworker
     from drx_workflows.pipeline.relax import submit as sub
     from drx_workflows.vasp.sets import check_psp_dir
@@ -110,8 +122,15 @@ def submit(ctx, query, ids_file, slice_name, limit, atoms, batch_size, dry_dir, 
         request = TrainingRequest(names, parse_overrides(overrides, names), target, frames, train_category, with_references)
         if max_errors is not None:
             wf_kwargs["max_errors"] = max_errors
-        click.echo(submit_slice(store, slice_name, request, check=not no_check, **wf_kwargs).summary())
+        active = None
+        if active_n is not None:
+            from drx_workflows.pipeline.training.active import ActiveRequest
+
+            active = ActiveRequest(active_n, rounds, strategy, min_improvement, backend=active_backend)
+        click.echo(submit_slice(store, slice_name, request, check=not no_check, active=active, **wf_kwargs).summary())
         return
+    if active_n is not None:
+        raise DrxError("--active goes with --slice and --train (it chooses after each training)")
     if overrides or with_references:
         raise DrxError("--set and --with-references go with --train")
     if slice_name and not (atoms or to_file or to_dir or query or ids_file or limit):

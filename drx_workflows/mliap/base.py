@@ -27,6 +27,8 @@ class Prediction:
     energy: float  # total energy of the cell, eV
     forces: np.ndarray  # (N, 3) eV/Angstrom
     uncertainty: float | None = None  # eV/atom, from backends that estimate it (delta: ensemble spread)
+    # the structure as the model sees it (delta: its base's crystal feature): active learning's diversity
+    descriptor: np.ndarray | None = None
 
 
 @dataclass

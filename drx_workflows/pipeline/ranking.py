@@ -34,8 +34,8 @@ def find_potential(store, slice_name: str | None, potential_id: str | None) -> d
     return max(docs, key=lambda d: (d.get("created", ""), d["_id"].generation_time, str(d["_id"])))
 
 
-def rank_rows(potential, docs) -> tuple[list[dict], dict[str, str]]:
-    """Rows sorted by uncertainty (largest first), and {drx_id: reason} for structures left out."""
+def rankable_configs(potential, docs) -> tuple[list, dict[str, str]]:
+    """Configurations of structure documents the potential can score, and {drx_id: reason} for the rest."""
     from pymatgen.core import Structure
 
     from drx_workflows.enumeration.records import structure_from_doc
@@ -55,6 +55,12 @@ def rank_rows(potential, docs) -> tuple[list[dict], dict[str, str]]:
             skipped[conf.id] = f"unphysical ({problem})"
         else:
             configs.append(conf)
+    return configs, skipped
+
+
+def rank_rows(potential, docs) -> tuple[list[dict], dict[str, str]]:
+    """Rows sorted by uncertainty (largest first), and {drx_id: reason} for structures left out."""
+    configs, skipped = rankable_configs(potential, docs)
     rows = []
     for start in range(0, len(configs), CHUNK):
         chunk = configs[start : start + CHUNK]

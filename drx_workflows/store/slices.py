@@ -27,10 +27,13 @@ class Generation:
     n_train: int
     n_test: int
     created: str
+    # a generation added by active learning: the generation whose potential chose it, and how
+    selected_after: int | None = None
+    strategy: str | None = None
 
     @classmethod
     def from_doc(cls, doc: dict) -> Generation:
-        return cls(**{k: doc[k] for k in cls.__dataclass_fields__})
+        return cls(**{k: doc[k] for k in cls.__dataclass_fields__ if k in doc})
 
 
 @dataclass
@@ -175,3 +178,47 @@ def _describe(definition: SliceDefinition) -> str:
         parts.append(f"fraction={definition.fraction}")
     parts += [f"test_fraction={definition.test_fraction}", f"seed={definition.seed}"]
     return ", ".join(parts)
+
+
+def selected_generation(state: SliceState, after: int) -> Generation | None:
+    """The generation active learning added after generation ``after``, if it did already."""
+    return next((g for g in state.generations if g.selected_after == after), None)
+
+
+def add_selected_generation(store, name: str, drx_ids: list[str], after: int, strategy: str) -> SliceState:
+    """Append structures chosen by active learning as the slice's next generation, all to training.
+
+    The test split stays as it is, so every generation is scored on the same cells. Idempotent:
+    a selection firework that reruns after generation ``after`` finds its generation and picks nothing.
+    """
+    state = load_slice_state(store, name)
+    done = selected_generation(state, after)
+    if done is not None:
+        before = next(g.n_members for g in state.generations if g.generation == after)
+        state.added = state.drx_ids[before: done.n_members]
+        return state
+    if after != state.generation:
+        raise DrxError(f"slice {name!r}: selection after generation {after}, but the slice is at generation {state.generation}")
+    new = [i for i in dict.fromkeys(drx_ids) if i not in set(state.drx_ids)]
+    if not new:
+        raise DrxError(f"slice {name!r}: no new structure to add after generation {after}")
+    state.drx_ids += new
+    state.train_ids += new
+    state.generations.append(Generation(state.generation + 1, len(state.drx_ids), len(state.train_ids),
+                                        len(state.test_ids), time.strftime("%Y-%m-%dT%H:%M:%S"), after, strategy))
+    state.added = new
+    # one conditional update: a concurrent second selection (same generation) matches nothing
+    res = store.slices.update_one(
+        {"name": name, "generation": after},
+        {"$set": {"drx_ids": state.drx_ids, "train_ids": state.train_ids, "generation": state.generation,
+                  "generations": [vars(g) for g in state.generations]},
+         "$addToSet": {"considered_ids": {"$each": new}}},
+    )
+    if res.matched_count == 0:  # another selection got there first: take its generation
+        again = load_slice_state(store, name)
+        if selected_generation(again, after) is None:
+            raise DrxError(f"slice {name!r} changed while generation {after + 1} was being added; run the selection again")
+        return add_selected_generation(store, name, drx_ids, after, strategy)
+    store.structures.update_many({"drx_id": {"$in": new}}, {"$addToSet": {"slices": name}})
+    store.save()
+    return state

@@ -264,7 +264,8 @@ class DeltaPotential(Potential):
         out = []
         for r, s in zip(evals, shift):
             spread = float(np.std(r["head"])) if "head" in r and len(r["head"]) > 1 else None
-            out.append(Prediction(energy=r["energy"] + float(s), forces=r["forces"], uncertainty=spread))
+            out.append(Prediction(energy=r["energy"] + float(s), forces=r["forces"], uncertainty=spread,
+                                  descriptor=r.get("feature")))
         return out
 
     def predict_stress(self, config: Configuration) -> np.ndarray:

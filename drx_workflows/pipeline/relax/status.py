@@ -115,11 +115,12 @@ def format_status(status: dict) -> str:
             lines.append(f"  {n:>7}  {err}")
     if status.get("training"):
         lines.append("")
-        lines.append("training and grid-search fireworks:")
+        lines.append("training, grid-search and selection fireworks:")
         for row in status["training"]:
             lines.append(f"  {row['fw_id']:>7}  {row['state']:<10} {row['name']}")
-            if row.get("error"):
-                lines.append(f"           {row['error']}")
+            for key in ("error", "outcome"):
+                if row.get(key):
+                    lines.append(f"           {row[key]}")
     return "\n".join(lines)
 
 

@@ -114,7 +114,10 @@ GRID_POINT_KIND = "drx-grid-point"
 GRID_SELECT_KIND = "drx-grid-select"
 
 
-ML_KINDS = (TRAIN_KIND, GRID_POINT_KIND, GRID_SELECT_KIND)
+SELECT_KIND = "drx-select"  # active learning: choose the next structures after a training
+
+
+ML_KINDS = (TRAIN_KIND, GRID_POINT_KIND, GRID_SELECT_KIND, SELECT_KIND)
 
 
 def training_firework(

@@ -78,6 +78,7 @@ class SliceSubmitResult:
     references: int = 0  # reference calculations the training waits for (with TrainingRequest.references)
     training_added: list = field(default_factory=list)
     training_existing: list = field(default_factory=list)
+    active: bool = False  # a selection firework follows the training (active learning)
 
     def summary(self) -> str:
         parts = [
@@ -89,6 +90,8 @@ class SliceSubmitResult:
             parts.append(f"{self.references} voltage reference calculations in the workflow (trained on too)")
         if self.training_added:
             parts.append(f"training fireworks added: {', '.join(self.training_added)} (they start when the relaxations finish)")
+        if self.active:
+            parts.append("active learning: a selection firework follows the training and appends the next rounds")
         if self.training_existing:
             parts.append(f"already submitted for this generation: {', '.join(self.training_existing)}")
         return "; ".join(parts)
@@ -108,12 +111,19 @@ def member_states(lp, drx_ids, kind: str | None = None) -> dict[str, set]:
     return states
 
 
-def submit_slice(store, slice_name: str, request: TrainingRequest, check: bool = True, **wf_kwargs) -> SliceSubmitResult:
-    """Add the newest generation of a slice as one workflow (see the module docstring); idempotent."""
+def submit_slice(store, slice_name: str, request: TrainingRequest, check: bool = True, active=None,
+                 **wf_kwargs) -> SliceSubmitResult:
+    """Add the newest generation of a slice as one workflow (see the module docstring); idempotent.
+
+    ``active`` (``pipeline.training.active.ActiveRequest``): a selection firework follows the
+    training of ``active.backend`` and the workflow grows by itself, round after round.
+    """
     from drx_workflows.pipeline.relax.workflows import relax_workflow
     from drx_workflows.store.slices import load_slice_state
     from drx_workflows.vasp.checks import check_drx_structures
     request.check()
+    if active is not None:
+        active.check(request.backends)
     state = load_slice_state(store, slice_name)
     generation = state.generation
     members, _, _ = state.members_of()
@@ -163,8 +173,15 @@ def submit_slice(store, slice_name: str, request: TrainingRequest, check: bool =
         )
         for b in backends
     ]
+    select_fws = []
+    if active is not None and active.backend in backends:
+        from drx_workflows.pipeline.training.active_flows import selection_firework
+
+        scorer = train_fws[backends.index(active.backend)]
+        select_fws.append(selection_firework(slice_name, active.backend, generation, 1, active, request.to_doc(),
+                                             wf_kwargs, check, parents=[scorer]))
     wf = Workflow(
-        parents + train_fws,
+        parents + train_fws + select_fws,
         name=f"slice {slice_name} generation {generation}: train {','.join(backends)}",
         metadata={"slice": slice_name, "generation": generation, "backends": backends},
     )
@@ -175,6 +192,7 @@ def submit_slice(store, slice_name: str, request: TrainingRequest, check: bool =
     result.relaxations_added = len(relax_fws) - result.linked
     result.references = len(ref_fws)
     result.training_added = backends
+    result.active = bool(select_fws)
     return result
 
 
@@ -216,7 +234,25 @@ def training_status(store) -> list[dict]:
             }
         )
     _attach_errors(lp, rows)
+    _attach_selections(lp, rows)
     return sorted(rows, key=lambda r: r["fw_id"])
+
+
+def _attach_selections(lp, rows) -> None:
+    """A finished selection firework's outcome: what it picked for which generation, or why the loop stopped."""
+    from drx_workflows.pipeline.training.firetasks import SELECT_KIND
+
+    done = {r["fw_id"]: r for r in rows if r["kind"] == SELECT_KIND and r["state"] == "COMPLETED"}
+    for fw in lp.fireworks.find({"fw_id": {"$in": list(done)}}, {"_id": 0, "fw_id": 1, "launches": 1}):
+        if not fw.get("launches"):
+            continue
+        launch = lp.launches.find_one({"launch_id": fw["launches"][-1]}, {"_id": 0, "action.stored_data": 1}) or {}
+        data = (launch.get("action") or {}).get("stored_data") or {}
+        if data.get("stopped"):
+            done[fw["fw_id"]]["outcome"] = f"round {data.get('round')}: stopped - {data['stopped']}"
+        elif data.get("picked"):
+            done[fw["fw_id"]]["outcome"] = (f"round {data.get('round')}: picked {data['picked']} ({data.get('strategy')}) "
+                                            f"-> generation {data.get('generation')}")
 
 
 def _attach_errors(lp, rows) -> None:

@@ -1,0 +1,1 @@
+"""Active learning: which unlabelled structures to send to DFT next (pure functions on arrays)."""
