@@ -48,6 +48,8 @@ def fit(train, evals, seed: int, hp: dict):
 
 
 def run_curve(strategy, pool, ev_pool, test, ev_test, x, args, seed, forces: bool) -> list[dict]:
+    from scipy.stats import spearmanr
+
     from drx_workflows.mliap.metrics import compute_metrics
     from drx_workflows.selection.strategies import initial_selection, select
 
@@ -67,7 +69,9 @@ def run_curve(strategy, pool, ev_pool, test, ev_test, x, args, seed, forces: boo
         rest = sorted(set(range(len(pool))) - set(labelled))
         if len(labelled) >= limit or not rest:
             return curve
-        _, spread = energy_errors(pot, pool, ev_pool)  # spread in meV/atom; only its order matters
+        err_pool, spread = energy_errors(pot, pool, ev_pool)  # spread in meV/atom; only its order matters
+        # how well the spread ranks the unlabelled cells by their actual error (the pool's labels are known here)
+        point["spearman_pool"] = float(spearmanr(spread[rest], np.abs(err_pool[rest])).statistic)
         labelled += select(strategy, min(args.step, limit - len(labelled)), labelled, rest, x, spread, seed)
 
 
@@ -87,6 +91,11 @@ def summarise(curves: dict, full: float, pool_size: int) -> dict:
                          "force_mae": (float(np.median(f)) if (f := [r[k]["force_mae"] for r in runs
                                                                       if r[k]["force_mae"] is not None]) else None)}
                         for k in range(rounds)]
+    for name, runs in curves.items():
+        for k, point in enumerate(median[name]):
+            rho = [r[k]["spearman_pool"] for r in runs if "spearman_pool" in r[k]]
+            if rho:
+                point["spearman_pool"] = float(np.median(rho))
     out = {}
     for name, curve in median.items():
         reach = next((p["n"] for p in curve if p["energy_mae"] <= 1.1 * full), None)
@@ -95,7 +104,14 @@ def summarise(curves: dict, full: float, pool_size: int) -> dict:
         a_random = area(median["random"], shared) if "random" in median else float("nan")
         out[name] = {"reaches_full_plus_10pct_at": reach, "fraction_of_pool": (reach / pool_size if reach else None),
                      "area": a, "area_vs_random": a / a_random - 1 if "random" in median else None}
-    return {"curves": median, "summary": out}
+    bound = None
+    if "random" in median:
+        # the best any strategy could do on these rounds: every point after the shared start at the
+        # full-pool MAE; its area against random's says how much room the target leaves
+        r = median["random"]
+        ideal = [dict(p, energy_mae=(p["energy_mae"] if k == 0 else full)) for k, p in enumerate(r)]
+        bound = area(ideal, r[-1]["n"]) / area(r, r[-1]["n"]) - 1
+    return {"curves": median, "summary": out, "ideal_area_vs_random": bound}
 
 
 def plot(result: dict, path: Path) -> None:
@@ -177,6 +193,13 @@ def main(argv=None) -> int:
         reach = f"{row['reaches_full_plus_10pct_at']}" if row["reaches_full_plus_10pct_at"] else "not reached"
         share = f"{100 * row['fraction_of_pool']:.0f} %" if row["fraction_of_pool"] else "–"
         print(f"| {name} | {reach} | {share} | {100 * row['area_vs_random']:+.1f} % |")
+    if result["ideal_area_vs_random"] is not None:
+        print(f"\nideal strategy (full-pool MAE from the second round on): area {100 * result['ideal_area_vs_random']:+.1f} % vs random")
+    for name, curve in result["curves"].items():
+        rho = [f"{p['spearman_pool']:.2f}" for p in curve if "spearman_pool" in p]
+        maes = " ".join(f"{p['energy_mae']:.2f}" for p in curve)
+        print(f"{name}: energy MAE {maes}; "
+              f"Spearman(spread, |error|) over the unlabelled pool {' '.join(rho)}")
     print(f"\ntotal {result['seconds']:.0f} s", flush=True)
     if args.json:
         tmp = args.json.with_name(args.json.name + ".tmp")

@@ -54,7 +54,23 @@ def _pool_ids(store, state):
 
 @pytest.mark.slow
 def test_two_rounds_run_as_one_workflow_and_pick_the_most_uncertain(fresh_store, tmp_path):
-    store = fresh_store
+    _two_rounds(fresh_store, tmp_path)
+
+
+@pytest.mark.slow
+def test_two_rounds_on_the_server_store(server, tmp_path):
+    """The same loop against a real ``drx server`` (secantusdb), the store many queue jobs share."""
+    from drx_workflows.store.client import open_store
+    from drx_workflows.store.config import StoreConfig
+
+    store = open_store(StoreConfig.from_launchpad_file(server.launchpad))
+    try:
+        _two_rounds(store, tmp_path)
+    finally:
+        store.close()
+
+
+def _two_rounds(store, tmp_path):
     n_structures, state = _slice_with_pool(store)
     first = list(state.drx_ids)
     assert 2 <= len(first) < n_structures - 4
