@@ -164,3 +164,13 @@ def test_bad_active_requests_are_refused_before_anything_is_submitted(fresh_stor
             submit_slice(store, "al", TrainingRequest(["delta", "snap"]), active=request)
     assert store.launchpad().fireworks.count_documents({}) == 0
     np.testing.assert_equal(len(load_slice_state(store, "al").generations), 1)
+
+
+def test_drx_submit_active_without_a_training_slice_is_one_line(tmp_path):
+    from conftest import run_drx
+
+    for extra in ([], ["--slice", "al"], ["--train", "delta"]):
+        r = run_drx("--store", tmp_path / "s.json", "submit", "--active", "3", *extra, cwd=tmp_path)
+        assert r.returncode == 2 and r.stderr.strip() == \
+            "drx: error: --active goes with --slice and --train (it chooses after each training)"
+    assert not (tmp_path / "s.json").exists()

@@ -89,6 +89,8 @@ def submit(ctx, query, ids_file, slice_name, limit, atoms, batch_size, dry_dir, 
            skip_potcar_check, no_check, max_errors, quiet, train_backends, overrides, target, frames, train_category,
            with_references, inline_structures, active_n, rounds, strategy, min_improvement, active_backend,
            references=False):
+    if active_n is not None and not (slice_name and train_backends):
+        raise DrxError("--active goes with --slice and --train (it chooses after each training)")
     from drx_workflows.pipeline.launch.local import fworker_is_fake, load_fworker
     from drx_workflows.pipeline.relax import submit as sub
     from drx_workflows.vasp.sets import check_psp_dir
@@ -129,8 +131,6 @@ def submit(ctx, query, ids_file, slice_name, limit, atoms, batch_size, dry_dir, 
             active = ActiveRequest(active_n, rounds, strategy, min_improvement, backend=active_backend)
         click.echo(submit_slice(store, slice_name, request, check=not no_check, active=active, **wf_kwargs).summary())
         return
-    if active_n is not None:
-        raise DrxError("--active goes with --slice and --train (it chooses after each training)")
     if overrides or with_references:
         raise DrxError("--set and --with-references go with --train")
     if slice_name and not (atoms or to_file or to_dir or query or ids_file or limit):
