@@ -115,26 +115,34 @@ def summarise(curves: dict, full: float, pool_size: int) -> dict:
 
 
 def plot(result: dict, path: Path) -> None:
+    """Energy MAE, the spread's rank correlation with the actual error, and force MAE where measured."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for name, curve in result["curves"].items():
-        n = [p["n"] for p in curve]
-        axes[0].plot(n, [p["energy_mae"] for p in curve], "o-", label=name)
+    curves = result["curves"]
+    has_forces = any(p["force_mae"] is not None for c in curves.values() for p in c)
+    fig, axes = plt.subplots(1, 3 if has_forces else 2, figsize=(15 if has_forces else 10, 4))
+    for name, curve in curves.items():
+        axes[0].plot([p["n"] for p in curve], [p["energy_mae"] for p in curve], "o-", label=name)
+        rho = [(p["n"], p["spearman_pool"]) for p in curve if "spearman_pool" in p]
+        axes[1].plot(*zip(*rho), "o-", label=name)
         fp = [(p["n"], p["force_mae"]) for p in curve if p["force_mae"] is not None]
-        if fp:
-            axes[1].plot(*zip(*fp), "o-", label=name)
+        if has_forces and fp:
+            axes[2].plot(*zip(*fp), "o-", label=name)
     full = result["full_pool_mae"]
     axes[0].axhline(full, color="k", lw=0.8, label=f"full pool ({result['pool_size']})")
     axes[0].axhline(1.1 * full, color="k", lw=0.8, ls="--", label="full pool + 10 %")
     axes[0].set(xlabel="labelled structures", ylabel="test energy MAE (meV/atom), median over seeds")
-    axes[1].set(xlabel="labelled structures", ylabel="test force MAE (eV/Å)")
+    axes[1].axhline(0, color="k", lw=0.8)
+    axes[1].set(xlabel="labelled structures", ylabel="Spearman(spread, |error|), unlabelled pool")
+    if has_forces:
+        axes[2].set(xlabel="labelled structures", ylabel="test force MAE (eV/Å)")
     for ax in axes:
         ax.legend(fontsize=8)
-    fig.suptitle(f"Active learning on the real DFT sample: delta {result['delta_settings'] or '(defaults)'}, README split")
+    fig.suptitle(f"Active learning on the real DFT sample: delta {result['delta_settings'] or '(defaults)'}, "
+                 f"README split, {result['seeds']} seeds")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
