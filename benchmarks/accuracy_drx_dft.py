@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from drx_dft_split import readme_split
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "drx_dft"
 BENCH_SETTINGS = {
     "gap": {"soap_extra": "Z_mix=T R_mix=T K=8"},
     "ann": {"epochs": 600, "force_weight": 0.1},
@@ -37,20 +37,12 @@ BENCH_SETTINGS = {
 STUDY = "| study's AENET (7,805 structures, its own test set) | 11.4 | 17.2 | – | – | 26.7 h | – |"
 
 
-def readme_split(seed: int = 0):
-    from drx_workflows.mliap.data import read_xsf_dir, split_sane
-    from drx_workflows.slices.definition import stratified_split
-
-    sane, _ = split_sane(read_xsf_dir(DATA))
-    return stratified_split(sane, lambda c: c.n_tm, 0.1, seed=seed)
-
-
 def run_entry(kind: str, name: str, settings: dict) -> dict:
     """Train one entry and predict the test cells; runs in the child process."""
     from drx_workflows.errors import DrxError
     from drx_workflows.mliap.base import backend_class
 
-    train, test = readme_split()
+    train, test, _ = readme_split()
     if kind == "base":
         pot = backend_class("delta")(base=name, residual="none")
     else:
@@ -165,7 +157,7 @@ def main(argv=None) -> int:
             ap.error(f"--set {item!r}: expected BACKEND.KEY=JSON")
         settings.setdefault(backend, {})[field] = json.loads(value)
 
-    train, test = readme_split()
+    train, test, _ = readme_split()
     print(f"README split: train {len(train)}, test {len(test)} cells", flush=True)
     entries = [("base", b) for b in filter(None, args.bases.split(","))]
     entries += [("backend", b) for b in filter(None, args.backends.split(","))]

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accuracy_drx_dft import readme_split  # noqa: E402
 from delta_drx_dft import base_evaluations, energy_errors  # noqa: E402
+from drx_dft_split import readme_split  # noqa: E402
 
 
 def features_of(configs, evals, elements) -> np.ndarray:
@@ -168,7 +168,7 @@ def main(argv=None) -> int:
         ap.error(f"bad arguments (unknown strategies {unknown}; need 0 < max-fraction <= 1, start, step, seeds >= 1)")
 
     t0 = time.perf_counter()
-    pool, test = readme_split()
+    pool, test, _ = readme_split()
     from drx_workflows.mliap.delta.potential import DeltaPotential
 
     args.hp = {k: json.loads(v) for k, _, v in (s.partition("=") for s in args.set)}

@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "drx_dft"
+from drx_dft_split import DATA, readme_split
 
 
 def main(argv=None) -> int:
@@ -40,9 +40,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from drx_workflows.mliap.ann.backend import AnnPotential
-    from drx_workflows.mliap.data import read_xsf_dir, split_sane
     from drx_workflows.mliap.metrics import compute_metrics
-    from drx_workflows.slices.definition import stratified_split
 
     extra = {}
     for item in args.set:
@@ -51,8 +49,8 @@ def main(argv=None) -> int:
 
     t0 = time.perf_counter()
     cpu0 = time.process_time()  # on a shared machine wall time overstates the cost
-    configs, excluded = split_sane(read_xsf_dir(args.data))
-    train, test = stratified_split(configs, lambda c: c.n_tm, test_fraction=0.1, seed=args.seed)
+    train, test, excluded = readme_split(args.seed, args.data)
+    configs = train + test
     print(f"{len(configs)} sane configurations ({len(excluded)} excluded: {', '.join(sorted(excluded))}); "
           f"train {len(train)}, test {len(test)}; read in {time.perf_counter() - t0:.1f} s", flush=True)
 

@@ -27,13 +27,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from drx_dft_split import readme_split
 
 from drx_workflows.errors import DrxError
 from drx_workflows.mliap import base
-from drx_workflows.mliap.data import read_xsf_dir, split_sane
-from drx_workflows.slices.definition import stratified_split
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "drx_dft"
 
 
 def errors(pot, configs):
@@ -65,9 +62,8 @@ def main(argv=None):
     ap.add_argument("--json", type=Path, help="append results as JSON lines here")
     args = ap.parse_args(argv)
 
-    sane, excluded = split_sane(read_xsf_dir(DATA))
-    train, test = stratified_split(sane, lambda c: c.n_tm, 0.1, seed=0)
-    print(f"{len(sane)} sane configurations ({len(excluded)} excluded); train {len(train)}, test {len(test)}",
+    train, test, excluded = readme_split()
+    print(f"{len(train) + len(test)} sane configurations ({len(excluded)} excluded); train {len(train)}, test {len(test)}",
           flush=True)
     overrides = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}
     for name in args.backends.split(","):

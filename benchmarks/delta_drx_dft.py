@@ -26,8 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "drx_dft"
+from drx_dft_split import DATA, readme_split
 
 
 def base_evaluations(pot, configs, cache: Path | None):
@@ -94,16 +93,14 @@ def main(argv=None) -> int:
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="hyperparameters of delta (JSON values)")
     args = ap.parse_args(argv)
 
-    from drx_workflows.mliap.data import read_xsf_dir, split_sane
     from drx_workflows.mliap.delta.potential import DeltaPotential
     from drx_workflows.mliap.metrics import compute_metrics
-    from drx_workflows.slices.definition import stratified_split
 
     extra = {k: json.loads(v) for k, _, v in (s.partition("=") for s in args.set)}
     t0 = time.perf_counter()
     cpu0 = time.process_time()
-    configs, excluded = split_sane(read_xsf_dir(args.data))
-    train, test = stratified_split(configs, lambda c: c.n_tm, test_fraction=0.1, seed=args.seed)
+    train, test, excluded = readme_split(args.seed, args.data)
+    configs = train + test
     print(f"{len(configs)} sane configurations ({len(excluded)} excluded: {', '.join(sorted(excluded))}); "
           f"train {len(train)}, test {len(test)}", flush=True)
 

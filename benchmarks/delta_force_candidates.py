@@ -47,7 +47,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from delta_drx_dft import DATA, base_evaluations
+from delta_drx_dft import base_evaluations
+from drx_dft_split import DATA, readme_split
 
 
 def composition(configs, elements):
@@ -215,13 +216,10 @@ def main(argv=None) -> int:
 
     import torch
 
-    from drx_workflows.mliap.data import read_xsf_dir, split_sane
     from drx_workflows.mliap.delta.potential import DeltaPotential
-    from drx_workflows.slices.definition import stratified_split
 
     torch.set_num_threads(2)
-    configs, _ = split_sane(read_xsf_dir(args.data))
-    train, test = stratified_split(configs, lambda c: c.n_tm, test_fraction=0.1, seed=args.seed)
+    train, test, _ = readme_split(args.seed, args.data)
     evals, _ = base_evaluations(DeltaPotential(seed=args.seed), train + test, args.cache)
     ev_train, ev_test = evals[: len(train)], evals[len(train):]
     elements = sorted({s for c in train for s in c.species})
