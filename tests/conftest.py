@@ -7,6 +7,16 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
 
+DRX_DFT = SHARED / "data" / "drx_dft"
+
+
+def drx_dft(ids) -> list:
+    """Configurations of the published study's sample (../shared/data/drx_dft) by XSF id."""
+    from drx_workflows.mliap.data import read_xsf
+
+    return [read_xsf(DRX_DFT / f"{i}.xsf") for i in ids]
+
+
 def pytest_report_header(config):
     return f"shared data: {SHARED} ({'present' if SHARED.exists() else 'MISSING'})"
 

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from conftest import SHARED, run_drx
+from conftest import SHARED, drx_dft, run_drx
 
 from drx_workflows.errors import DrxError
 from drx_workflows.mliap.base import backend_class
@@ -29,12 +29,12 @@ FAST = {"base": "chgnet", "ensemble": 3, "epochs": 300, "seed": 0, "gradient_pen
 
 @pytest.fixture(scope="module")
 def train_set():
-    return [read_xsf(DATA / f"{i}.xsf") for i in TRAIN_IDS]
+    return drx_dft(TRAIN_IDS)
 
 
 @pytest.fixture(scope="module")
 def test_set():
-    return [read_xsf(DATA / f"{i}.xsf") for i in TEST_IDS]
+    return drx_dft(TEST_IDS)
 
 
 @pytest.fixture(scope="module")

@@ -8,25 +8,23 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from conftest import SHARED
+from conftest import drx_dft
 
 from drx_workflows.errors import DrxError
-from drx_workflows.mliap.data import read_xsf
 from drx_workflows.mliap.delta.potential import DeltaPotential
 
-DATA = SHARED / "data" / "drx_dft"
 TRAIN_IDS = ["37", "62", "90", "119", "146", "174", "205", "230"]
 TEST_IDS = ["313", "338"]
 
 
 @pytest.fixture(scope="module")
 def train_set():
-    return [read_xsf(DATA / f"{i}.xsf") for i in TRAIN_IDS]
+    return drx_dft(TRAIN_IDS)
 
 
 @pytest.fixture(scope="module")
 def test_set():
-    return [read_xsf(DATA / f"{i}.xsf") for i in TEST_IDS]
+    return drx_dft(TEST_IDS)
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,10 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from conftest import SHARED
+from conftest import SHARED, drx_dft
 
 from drx_workflows.errors import DrxError
 from drx_workflows.mliap.calculator import numerical_stress
-from drx_workflows.mliap.data import read_xsf
 from drx_workflows.mliap.finetune import FinetunePotential
 
 DATA = SHARED / "data" / "drx_dft"
@@ -24,12 +23,12 @@ FAST = {"base": "sevenn-0", "epochs": 1, "batch_size": 4, "validation": 0.2, "lr
 
 @pytest.fixture(scope="module")
 def train_set():
-    return [read_xsf(DATA / f"{i}.xsf") for i in TRAIN_IDS]
+    return drx_dft(TRAIN_IDS)
 
 
 @pytest.fixture(scope="module")
 def test_set():
-    return [read_xsf(DATA / f"{i}.xsf") for i in TEST_IDS]
+    return drx_dft(TEST_IDS)
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +172,7 @@ def test_drx_train_stores_a_reloadable_finetune_model(tmp_path):
     assert pot.hyperparameters["base"] == "sevenn-0"
     # the import chose its own test split: every stored (DFT, predicted) energy pair must be one the
     # reloaded model gives for one of the imported structures
-    configs = [read_xsf(DATA / f"{i}.xsf") for i in TRAIN_IDS + TEST_IDS]
+    configs = drx_dft(TRAIN_IDS + TEST_IDS)
     pairs = np.array([[c.energy / c.n_atoms, p.energy / c.n_atoms] for c, p in zip(configs, pot.predict(configs))])
     stored = doc["parity"]["test"]["energies"]
     assert stored and doc["n_test"] == len(stored)
