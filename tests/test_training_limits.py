@@ -36,8 +36,50 @@ def test_snap_feature_counts_and_estimates():
     assert 0.5 < small.peak_gb < 4 and "1,984 features (4 elements" in small.what
     # the ridge fit keeps the normal matrix and its factor: two n_features-square float64 arrays
     assert big.peak_gb > 2 * 17112**2 * 8 / 1024**3 and "17,112 features" in big.what
-    assert estimate("ann", {}, configs) is None  # not modelled: the isolated process guards it
+    assert estimate("mace", {}, configs) is None  # not modelled: the isolated process guards it
     assert 0 < worker_memory_gb() < 1e6
+
+
+def test_ann_estimates_count_descriptor_jacobians_only_for_force_training():
+    from drx_workflows.mliap.memory import (
+        ANN_BASE_GB,
+        ANN_FORCE_TEMPORARIES_GB,
+        estimate,
+    )
+
+    configs = read_xsf_dir(Path(__file__).resolve().parents[2] / "shared" / "data" / "drx_dft")
+    n_f = 2 * ((16 + 1) + (4 + 1))  # structural + compositional Chebyshev blocks at the default orders
+    energy_only = estimate("ann", {}, configs)
+    forces = estimate("ann", {"force_weight": 0.1}, configs)
+    atoms = sum(c.n_atoms for c in configs)
+    assert energy_only.peak_gb == pytest.approx(ANN_BASE_GB + 3 * atoms * n_f * 8 / 1024**3)
+    jac_gb = 3 * n_f * 8 * sum(c.n_atoms**2 for c in configs) / 1024**3
+    assert forces.peak_gb == pytest.approx(energy_only.peak_gb + jac_gb + ANN_FORCE_TEMPORARIES_GB)
+    assert f"{jac_gb:.1f} GB of descriptor Jacobians" in forces.what
+    # 10,000 cells of 48 atoms with force training: the Jacobians alone are ~58 GB
+    big = [configs[0]] * 10_000
+    assert estimate("ann", {"force_weight": 0.1}, big).peak_gb > 3 * n_f * 8 * 10_000 * configs[0].n_atoms**2 / 1024**3
+
+
+def test_ann_force_matrix_filled_by_chunks_equals_the_permuted_jacobian(monkeypatch):
+    import torch
+
+    import drx_workflows.mliap.ann.backend as ann_backend
+    from drx_workflows.mliap.ann.descriptors import chunks
+
+    configs = read_xsf_dir(Path(__file__).resolve().parents[2] / "shared" / "data" / "drx_dft")
+    conf = max(configs[:40], key=lambda c: c.n_atoms)
+    pot = ann_backend.AnnPotential(epochs=0)
+    pot.fit([conf])
+    # small chunks: several per cell, so the chunk-by-chunk fill is exercised
+    monkeypatch.setattr(ann_backend, "chunks", lambda nb: chunks(nb, max_entries=2000))
+    assert len(ann_backend.chunks(pot._neighbours(conf))) > 2
+    n, f = conf.n_atoms, pot.spec.n_features
+    expected = pot.jacobian(conf).permute(1, 3, 0, 2).reshape(3 * n, n * f)
+    buffer = torch.full((3 * n * n * f + 5,), float("nan"), dtype=torch.float64)
+    got = pot.force_matrix(conf, out=buffer[: 3 * n * n * f])
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    assert torch.isnan(buffer[-5:]).all()  # nothing written past its share of the buffer
 
 
 def test_gap_estimates_follow_the_soap_length_and_the_atoms():

@@ -2,8 +2,9 @@
 with one line, before hours are spent and the kernel kills it.
 
 Estimated: SNAP/qSNAP from their shapes (the design-matrix blocks and the square matrix the blocked fit
-keeps, mliap.linear_fit), and GAP from a measurement: QUIP's gap_fit keeps every training atom's SOAP
-vector and its gradients. The other backends' memory has not been measured against set size yet; for them
+keeps, mliap.linear_fit), GAP from a measurement (QUIP's gap_fit keeps every training atom's SOAP
+vector and its gradients), and ann from its shapes (descriptors, and for force training every cell's
+descriptor Jacobian). mace, delta and finetune are not modelled; for them
 (and when an estimate is wrong) the isolated training process (mliap.isolated) turns a kill by the kernel
 into a one-line error.
 """
@@ -25,6 +26,11 @@ SNAP_BASE_GB = 0.6
 # species per component). Only the full SOAP of many species is far beyond a node.
 GAP_BYTES_PER_ATOM_COMPONENT = {"compressed": 2.8e3, "full": 1.5e3}
 GAP_BASE_GB = 0.2
+# ann: a process with torch and the nets (measured 0.50 GB energy-only on the 295 sample cells); force
+# training keeps every cell's descriptor Jacobian (3N x N F float64, one buffer) and needs ~0.3 GB more
+# for the largest cell's temporaries (measured 1.23 GB peak with 0.43 GB of Jacobians)
+ANN_BASE_GB = 0.6
+ANN_FORCE_TEMPORARIES_GB = 0.3
 
 
 @dataclass(frozen=True)
@@ -94,15 +100,33 @@ def _gap(hp: dict, configs: list) -> MemoryEstimate | None:
     return MemoryEstimate("gap", len(configs), peak, f"{atoms:,} atoms x {d:,} SOAP components")
 
 
+def _ann(hp: dict, configs: list) -> MemoryEstimate:
+    from drx_workflows.mliap.ann.descriptors import DescriptorSpec
+
+    species = {s for c in configs for s in c.species}
+    n_f = DescriptorSpec(radial_order=int(hp["radial_order"]), angular_order=int(hp["angular_order"]),
+                         compositional=len(species) > 1).n_features
+    atoms = sum(c.n_atoms for c in configs)
+    peak = ANN_BASE_GB + 3 * atoms * n_f * 8 / GB  # raw, grouped and standardised descriptors
+    what = f"{atoms:,} atoms x {n_f} descriptors"
+    if float(hp["force_weight"]) > 0:
+        jacobians_gb = 3 * n_f * 8 * sum(c.n_atoms**2 for c in configs) / GB
+        peak += jacobians_gb + ANN_FORCE_TEMPORARIES_GB
+        what += f", {jacobians_gb:.1f} GB of descriptor Jacobians for force training"
+    return MemoryEstimate("ann", len(configs), peak, what)
+
+
 def estimate(backend: str, hyperparameters: dict, configs: list) -> MemoryEstimate | None:
     """Peak memory of training ``backend`` on ``configs``; None where it is not modelled."""
-    if backend not in ("snap", "qsnap", "gap") or not configs:
+    if backend not in ("snap", "qsnap", "gap", "ann") or not configs:
         return None
     from drx_workflows.mliap.base import backend_class
 
     hp = {**backend_class(backend).DEFAULTS, **hyperparameters}
     if backend == "gap":
         return _gap(hp, configs)
+    if backend == "ann":
+        return _ann(hp, configs)
     elements = len({s for c in configs for s in c.species})
     n_f = snap_features(elements, hp["twojmax"], backend == "qsnap")
     block_rows = max(1, int(float(hp["block_mb"]) * 2**20 / (8 * n_f)))
@@ -126,7 +150,9 @@ def check_fits(backend: str, hyperparameters: dict, configs: list) -> MemoryEsti
     have = worker_memory_gb()
     if est.peak_gb > have:
         shrink = {"gap": 'gap.soap_extra="Z_mix=T R_mix=T K=8" (compressed SOAP), fewer structures',
+                  "ann": "ann.force_weight=0 (energy-only training keeps no Jacobians), fewer structures",
                   }.get(backend, f"{backend}.twojmax=… (fewer features)")
         raise DrxError(f"{backend} on {est.n_structures:,} structures needs ~{est.peak_gb:.1f} GB "
                        f"({est.what}), this worker has {have:.1f} GB; use --set {shrink} or a larger node")
     return est
+

@@ -20,64 +20,9 @@ from drx_workflows.mliap import maml_common as mc
 from drx_workflows.mliap.base import FitReport, Potential, Prediction
 from drx_workflows.mliap.data import Configuration
 from drx_workflows.mliap.linear_fit import StreamingLeastSquares
+from drx_workflows.mliap.snap_lammps import describer_class
 
 MODEL_NAME = "snap"  # -> snap.snapcoeff, snap.snapparam (LAMMPS pair_style snap files)
-
-
-def _fixed_classes(lean: bool = True):
-    """maml's bispectrum describer, with its LAMMPS calculator fixed and trimmed.
-
-    Fixed: maml 2025.4.3 reads LAMMPS dumps with ``dtype="float_"``, an alias numpy 2 removed; the
-    dumps are read as float64. Trimmed (``lean``): maml's input gives LAMMPS a dummy ``pair_style lj/cut
-    10``, so LAMMPS keeps ghost atoms out to 12 A and sizes its per-atom derivative arrays for all of them,
-    and it always computes and dumps the virial derivatives. For qSNAP over 11 elements those are 130 kB
-    (forces) and 260 kB (virial) per atom: one small cell took 1-7 GB in LAMMPS. The lean input cuts the
-    pair style at the largest bispectrum cutoff and leaves the virial dump out unless stresses are fitted;
-    the bispectrum and its force derivatives are the same (tests/test_maml_backends.py compares them).
-    """
-    from maml.apps.pes import SpectralNeighborAnalysis
-    from maml.describers import BispectrumCoefficients
-
-    def read_floats(file_name):
-        with open(file_name) as f:
-            lines = [line for line in f.readlines()[9:] if line.strip()]  # after LAMMPS' custom-dump header
-        return np.array(" ".join(lines).split(), dtype=float).reshape(len(lines), -1)
-
-    def read_elements(file_name):
-        with open(file_name) as f:
-            return np.array([line.strip() for line in f.readlines()[9:]])
-
-    class ParsedSNA(SpectralNeighborAnalysis):
-        include_stress = True
-
-        def _parse(self):
-            element = read_elements("dump.element")
-            b = np.atleast_2d(read_floats("dump.sna"))
-            db = np.atleast_2d(read_floats("dump.snad"))
-            vb = np.atleast_2d(read_floats("dump.snav")) if self.include_stress else np.zeros((len(element), 0))
-            return b, db, vb, element
-
-    class LeanSNA(ParsedSNA):
-        def _setup(self):
-            cutoff = 2 * self.rcutfac * max(p["r"] for p in self.element_profile.values())
-            cmds = [f"pair_style lj/cut {cutoff + 0.01:g}" if c.startswith("pair_style") else c
-                    for c in SpectralNeighborAnalysis._CMDS]
-            if not self.include_stress:  # compute snav stays (maml appends to it by position); unused, never run
-                cmds = [c for c in cmds if not c.startswith(("dump 4 ", "dump_modify 4 "))]
-            self._CMDS = cmds
-            return super()._setup()
-
-    calculator_class = LeanSNA if lean else ParsedSNA
-
-    class FixedBispectrumCoefficients(BispectrumCoefficients):
-        def __init__(self, rcutfac, twojmax, element_profile, quadratic=False, **kwargs):
-            super().__init__(rcutfac, twojmax, element_profile, quadratic=quadratic, **kwargs)
-            self.calculator = calculator_class(
-                rcutfac=rcutfac, twojmax=twojmax, element_profile=element_profile, quadratic=quadratic
-            )
-            self.calculator.include_stress = self.include_stress or not lean
-
-    return FixedBispectrumCoefficients
 
 
 class SnapPotential(Potential):
@@ -109,7 +54,7 @@ class SnapPotential(Potential):
     def _describer(self, elements, lean: bool = True):
         hp = self.hyperparameters
         profile = {e: {"r": float(hp["radius"]), "w": float(hp["weight"])} for e in elements}
-        return _fixed_classes(lean)(rcutfac=hp["rcutfac"], twojmax=int(hp["twojmax"]), element_profile=profile,
+        return describer_class(lean)(rcutfac=hp["rcutfac"], twojmax=int(hp["twojmax"]), element_profile=profile,
                                 quadratic=self.QUADRATIC, pot_fit=True)
 
     def _regressor(self):

@@ -43,6 +43,7 @@ from drx_workflows.mliap.ann.model import (
 )
 from drx_workflows.mliap.ann.training import (
     TrainingData,
+    force_matrices,
     optimise,
     set_normalisation,
     torch_threads,
@@ -146,22 +147,35 @@ class AnnPotential(Potential):
     def _weights_tensor(self, conf: Configuration) -> torch.Tensor:
         return torch.tensor([self.weights[s] for s in conf.species], dtype=DTYPE)
 
+    def _inputs(self, conf: Configuration, nb: Neighbours | None):
+        nb = nb or self._neighbours(conf)
+        w = self._weights_tensor(conf)
+        return nb, torch.as_tensor(conf.positions, dtype=DTYPE), torch.as_tensor(conf.cell, dtype=DTYPE), w
+
     def features(self, conf: Configuration, nb: Neighbours | None = None) -> torch.Tensor:
         """Raw (unnormalised) descriptors (N, F) of one configuration, without autograd."""
-        nb = nb or self._neighbours(conf)
-        pos = torch.as_tensor(conf.positions, dtype=DTYPE)
-        cell = torch.as_tensor(conf.cell, dtype=DTYPE)
-        w = self._weights_tensor(conf)
+        nb, pos, cell, w = self._inputs(conf, nb)
         with torch.no_grad():
             return torch.cat([descriptors(pos, cell, w, nb, self.spec, c) for c in chunks(nb)])
 
     def jacobian(self, conf: Configuration, nb: Neighbours | None = None) -> torch.Tensor:
         """(N, N, F, 3) d(descriptor of atom i)/d(position of atom n), for force training."""
-        nb = nb or self._neighbours(conf)
-        pos = torch.as_tensor(conf.positions, dtype=DTYPE)
-        cell = torch.as_tensor(conf.cell, dtype=DTYPE)
-        w = self._weights_tensor(conf)
+        nb, pos, cell, w = self._inputs(conf, nb)
         return torch.cat([descriptor_jacobian(pos, cell, w, nb, self.spec, c) for c in chunks(nb)])
+
+    def force_matrix(self, conf: Configuration, nb: Neighbours | None = None, out: torch.Tensor | None = None
+                     ) -> torch.Tensor:
+        """The Jacobian laid out for force training: (3N, N F), row 3n+x, column i F + f.
+
+        Filled one chunk of centres at a time (into ``out``, 3 N N F numbers, when given), so the full
+        (N, N, F, 3) Jacobian and a permuted copy never coexist.
+        """
+        nb, pos, cell, w = self._inputs(conf, nb)
+        n, f = conf.n_atoms, self.spec.n_features
+        out = (torch.empty(n, 3, n, f, dtype=DTYPE) if out is None else out).view(n, 3, n, f)
+        for c0, c1 in chunks(nb):
+            out[:, :, c0:c1, :] = descriptor_jacobian(pos, cell, w, nb, self.spec, (c0, c1)).permute(1, 3, 0, 2)
+        return out.reshape(3 * n, n * f)
 
     # ------------------------------------------------------------------ checks
 
@@ -221,7 +235,7 @@ class AnnPotential(Potential):
         weight = float(h["force_weight"])
         if weight > 0:
             t1 = time.perf_counter()
-            data.add_forces(train, [self.jacobian(c) for c in train])
+            data.add_forces(train, force_matrices(train, self.spec.n_features, self.force_matrix))
             t_desc += time.perf_counter() - t1
             loss_fn = lambda idx: data.energy_force_loss(idx, weight)  # noqa: E731
         else:
