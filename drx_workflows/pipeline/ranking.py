@@ -58,23 +58,28 @@ def rankable_configs(potential, docs) -> tuple[list, dict[str, str]]:
     return configs, skipped
 
 
+def predict_in_chunks(potential, configs):
+    """(configuration, prediction) pairs, predicted CHUNK structures at a time."""
+    for start in range(0, len(configs), CHUNK):
+        chunk = configs[start : start + CHUNK]
+        yield from zip(chunk, potential.predict(chunk))
+
+
 def rank_rows(potential, docs) -> tuple[list[dict], dict[str, str]]:
     """Rows sorted by uncertainty (largest first), and {drx_id: reason} for structures left out."""
     configs, skipped = rankable_configs(potential, docs)
     rows = []
-    for start in range(0, len(configs), CHUNK):
-        chunk = configs[start : start + CHUNK]
-        for conf, pred in zip(chunk, potential.predict(chunk)):
-            if pred.uncertainty is None:
-                raise DrxError("this potential gives no uncertainty; rank needs a delta potential with ensemble > 1")
-            rows.append({
-                "drx_id": conf.id,
-                "formula": conf.meta["formula"],
-                "n_tm": conf.meta["n_tm"] if conf.meta["n_tm"] is not None else conf.n_tm,
-                "n_atoms": conf.n_atoms,
-                "uncertainty_mev_atom": round(pred.uncertainty * 1000.0, 4),
-                "energy_ev_atom": round(pred.energy / conf.n_atoms, 6),
-            })
+    for conf, pred in predict_in_chunks(potential, configs):
+        if pred.uncertainty is None:
+            raise DrxError("this potential gives no uncertainty; rank needs a delta potential with ensemble > 1")
+        rows.append({
+            "drx_id": conf.id,
+            "formula": conf.meta["formula"],
+            "n_tm": conf.meta["n_tm"] if conf.meta["n_tm"] is not None else conf.n_tm,
+            "n_atoms": conf.n_atoms,
+            "uncertainty_mev_atom": round(pred.uncertainty * 1000.0, 4),
+            "energy_ev_atom": round(pred.energy / conf.n_atoms, 6),
+        })
     rows.sort(key=lambda r: (-r["uncertainty_mev_atom"], r["drx_id"]))
     for i, r in enumerate(rows, 1):
         r["rank"] = i

@@ -185,6 +185,12 @@ def selected_generation(state: SliceState, after: int) -> Generation | None:
     return next((g for g in state.generations if g.selected_after == after), None)
 
 
+def members_added_by(state: SliceState, generation: Generation) -> list[str]:
+    """The drx_ids ``generation`` added to the slice (members are kept in the order they joined)."""
+    before = next((g.n_members for g in state.generations if g.generation == generation.generation - 1), 0)
+    return state.drx_ids[before: generation.n_members]
+
+
 def add_selected_generation(store, name: str, drx_ids: list[str], after: int, strategy: str) -> SliceState:
     """Append structures chosen by active learning as the slice's next generation, all to training.
 
@@ -194,8 +200,7 @@ def add_selected_generation(store, name: str, drx_ids: list[str], after: int, st
     state = load_slice_state(store, name)
     done = selected_generation(state, after)
     if done is not None:
-        before = next(g.n_members for g in state.generations if g.generation == after)
-        state.added = state.drx_ids[before: done.n_members]
+        state.added = members_added_by(state, done)
         return state
     if after != state.generation:
         raise DrxError(f"slice {name!r}: selection after generation {after}, but the slice is at generation {state.generation}")

@@ -20,8 +20,6 @@ import numpy as np
 
 from drx_workflows.errors import DrxError
 
-CHUNK = 32  # structures per predict call
-
 
 @dataclass
 class ActiveRequest:
@@ -90,9 +88,12 @@ def stop_reason(store, slice_name: str, backend: str, generation: int, target: s
     if round_ > request.rounds:
         return f"{request.rounds} round(s) done"
     current = potential_of(store, slice_name, backend, generation, target)["test"]["energy_mae"]
-    prev_docs = list(store.potentials.find({"slice": slice_name, "backend": backend, "target": target,
-                                            "generation": generation - 1}).sort("created", -1).limit(1))
-    previous = prev_docs[0]["test"]["energy_mae"] if prev_docs and round_ > 1 else None
+    previous = None
+    if round_ > 1:
+        try:
+            previous = potential_of(store, slice_name, backend, generation - 1, target)["test"]["energy_mae"]
+        except DrxError:  # no potential of the previous generation: nothing to compare with
+            pass
     if stalled(previous, current, request.min_improvement):
         return (f"test energy MAE {current:.2f} meV/atom (generation {generation}) did not fall by "
                 f"{100 * request.min_improvement:g} % below {previous:.2f} (generation {generation - 1})")
@@ -101,17 +102,15 @@ def stop_reason(store, slice_name: str, backend: str, generation: int, target: s
 
 def score(potential, docs) -> tuple[list, np.ndarray, np.ndarray | None, dict]:
     """(configurations, descriptors, spread eV/atom or None, skipped) of the scorable structures."""
-    from drx_workflows.pipeline.ranking import rankable_configs
+    from drx_workflows.pipeline.ranking import predict_in_chunks, rankable_configs
 
     configs, skipped = rankable_configs(potential, docs)
     elements = sorted({s for c in configs for s in c.species})
     spread, feats = [], []
-    for start in range(0, len(configs), CHUNK):
-        chunk = configs[start: start + CHUNK]
-        for conf, pred in zip(chunk, potential.predict(chunk)):
-            spread.append(np.nan if pred.uncertainty is None else pred.uncertainty)
-            comp = [conf.species.count(e) / conf.n_atoms for e in elements]
-            feats.append(np.concatenate([np.ravel(pred.descriptor) if pred.descriptor is not None else [], comp]))
+    for conf, pred in predict_in_chunks(potential, configs):
+        spread.append(np.nan if pred.uncertainty is None else pred.uncertainty)
+        comp = [conf.species.count(e) / conf.n_atoms for e in elements]
+        feats.append(np.concatenate([np.ravel(pred.descriptor) if pred.descriptor is not None else [], comp]))
     x = np.array(feats, dtype=float).reshape(len(configs), -1)
     s = np.array(spread, dtype=float)
     return configs, x, (None if np.isnan(s).all() else s), skipped
@@ -147,6 +146,7 @@ def select_next(store, slice_name: str, backend: str, generation: int, target: s
     from drx_workflows.store.slices import (
         add_selected_generation,
         load_slice_state,
+        members_added_by,
         selected_generation,
     )
 
@@ -154,8 +154,7 @@ def select_next(store, slice_name: str, backend: str, generation: int, target: s
     out = SelectionOutcome(slice_name, generation, round_)
     done = selected_generation(state, generation)
     if done is not None:  # a rerun: the picks of the first run stand
-        state = add_selected_generation(store, slice_name, [], generation, request.strategy)
-        out.picked, out.generation, out.reused = list(state.added), done.generation, True
+        out.picked, out.generation, out.reused = members_added_by(state, done), done.generation, True
         return out
     out.stopped = stop_reason(store, slice_name, backend, generation, target, request, round_)
     if out.stopped:
