@@ -211,3 +211,37 @@ def test_the_lean_lammps_input_gives_mamls_features(name, tmp_path, monkeypatch)
         stock = pot._describer(elements, lean=False).transform(structures).to_numpy()
     assert lean.shape == stock.shape == (sum(1 + 3 * c.n_atoms for c in picked), lean.shape[1])
     np.testing.assert_allclose(lean, stock, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name, hyperparameters", [("snap", {}), ("qsnap", {"twojmax": 2, "alpha": 1e-3})])
+def test_batched_lammps_prediction_equals_mamls_per_structure_runs(name, hyperparameters, cells, tmp_path,
+                                                                   monkeypatch):
+    """predict runs LAMMPS' pair_style snap for a whole batch; maml runs the same input once per structure
+    (EnergyForceStress) and, in SNAPotential.evaluate, multiplies dumped bispectrum derivatives by the
+    coefficients. All three must agree (maml's dumps are written with 6 significant digits)."""
+    from maml.apps.pes import EnergyForceStress
+
+    from drx_workflows.mliap.snap_lammps import read_floats
+
+    class PerStructure(EnergyForceStress):
+        def _parse(self):  # maml's own, but its dump reader asks numpy 2 for the removed "float_"
+            return float(np.loadtxt("energy.txt")), read_floats("force.dump"), np.loadtxt("stress.txt")
+
+    monkeypatch.chdir(tmp_path)
+    train, test = cells
+    pot = base.backend_class(name)(**hyperparameters)
+    pot.fit(train)
+    configs = train + test
+    preds = pot.predict(configs)
+    with mc.maml_session(pot.BINARIES, name), mc.quiet_maml():
+        structures, energies, forces, _, rotations = mc.to_maml_inputs(configs, labelled=False)
+        per_structure = PerStructure(ff_settings=pot._snap).calculate(structures)
+        _, frame = pot._snap.evaluate(structures, energies, forces, include_stress=False)
+        described = mc.split_efs(frame, configs, rotations)
+        leftovers = sorted(p.name for p in Path().iterdir())
+    for p, (e, f, _), (e_d, f_d), rot, c in zip(preds, per_structure, described, rotations, configs):
+        assert p.energy == pytest.approx(e, rel=1e-12, abs=1e-9)
+        np.testing.assert_allclose(p.forces, np.asarray(f) @ rot, atol=2e-5)
+        assert p.energy / c.n_atoms == pytest.approx(e_d / c.n_atoms, abs=1e-4)
+        np.testing.assert_allclose(p.forces, f_d, atol=1e-3)
+    assert not [n for n in leftovers if n.startswith(("data.", "force.dump.", "energy.txt.", "dump."))], leftovers

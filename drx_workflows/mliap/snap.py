@@ -20,9 +20,10 @@ from drx_workflows.mliap import maml_common as mc
 from drx_workflows.mliap.base import FitReport, Potential, Prediction
 from drx_workflows.mliap.data import Configuration
 from drx_workflows.mliap.linear_fit import StreamingLeastSquares
-from drx_workflows.mliap.snap_lammps import describer_class
+from drx_workflows.mliap.snap_lammps import describer_class, evaluate_in_batches
 
 MODEL_NAME = "snap"  # -> snap.snapcoeff, snap.snapparam (LAMMPS pair_style snap files)
+PREDICT_BATCH = 1000  # structures whose LAMMPS data files are on disk at once during predict
 
 
 class SnapPotential(Potential):
@@ -128,13 +129,14 @@ class SnapPotential(Potential):
         mc.check_elements(configs, self.elements, self.name)
         out = []
         with mc.maml_session(self.BINARIES, self.name), mc.quiet_maml():
-            for block in self._blocks(configs, self._snap.model.describer):  # memory as in fit
-                structures, energies, forces, stresses, rotations = mc.to_maml_inputs(block, labelled=False)
+            for start in range(0, len(configs), PREDICT_BATCH):
+                block = configs[start:start + PREDICT_BATCH]
+                structures, _, _, _, rotations = mc.to_maml_inputs(block, labelled=False)
                 try:
-                    _, df = self._snap.evaluate(structures, energies, forces, include_stress=False)
+                    results = evaluate_in_batches(self._snap, structures)
                 except RuntimeError as exc:
                     raise DrxError(f"backend {self.name}: LAMMPS failed: {exc}") from None
-                out += [Prediction(energy=e, forces=f) for e, f in mc.split_efs(df, block, rotations)]
+                out += [Prediction(energy=e, forces=f @ rot) for (e, f), rot in zip(results, rotations)]
         return out
 
     def save(self, directory: str | os.PathLike) -> Path:

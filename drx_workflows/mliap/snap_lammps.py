@@ -75,7 +75,6 @@ def lammps_workers(n_structures: int) -> int:
 
 def _calculator_classes():
     from maml.apps.pes import SpectralNeighborAnalysis
-    from pymatgen.io.lammps.data import LammpsData
 
     class ParsedSNA(SpectralNeighborAnalysis):
         include_stress = True
@@ -115,34 +114,79 @@ def _calculator_classes():
                 if not self._sanity_check(s):
                     raise DrxError(f"a structure holds elements {sorted(s.symbol_set)} outside the fitted "
                                    f"{sorted(self.element_profile)}")
-            elements = list(self.element_profile)
             template = Path(self._setup()).read_text().splitlines()  # maml's input for one structure
-            workers = lammps_workers(len(structures))
-            shares = [list(range(len(structures)))[w::workers] for w in range(workers)]
-            procs = []
-            for w, share in enumerate(shares):
-                with yaml_tables_parsed_once():
-                    for k in share:
-                        s = structures[k].copy()
-                        s.remove_oxidation_states()
-                        LammpsData.from_structure(s, elements, atom_style="charge").write_file(f"data.{k}")
-                Path(f"in.batch{w}").write_text(_loop_input(template, share))
-                log = open(f"lammps{w}.out", "w")  # noqa: SIM115 (closed after the wait below)
-                procs.append((subprocess.Popen([self.LMP_EXE, "-in", f"in.batch{w}", "-log", f"log.batch{w}"], stdout=log,
-                                               stderr=subprocess.STDOUT), log, w))
-            failed = None
-            for proc, log, w in procs:
-                rc = proc.wait()
-                log.close()
-                if rc != 0 and failed is None:
-                    lines = Path(f"lammps{w}.out").read_text().splitlines()
-                    errors = [ln for ln in lines if ln.startswith("ERROR")] or lines[-1:]
-                    failed = f"LAMMPS exited with return code {rc}: {' '.join(errors)[:400]}"
-            if failed:
-                raise RuntimeError(failed)
-            return [self._parse(f".{k}") for k in range(len(structures))]
+            run_in_batches(self.LMP_EXE, template, structures, list(self.element_profile))
+            results = []
+            for k in range(len(structures)):
+                results.append(self._parse(f".{k}"))
+                for dump in Path().glob(f"dump.*.{k}"):  # qSNAP's derivative dumps are ~8 MB per cell
+                    dump.unlink()
+            return results
 
     return ParsedSNA, LeanSNA, BatchedSNA
+
+
+def run_in_batches(lmp_exe: str, template: list[str], structures, elements: list[str]) -> None:
+    """Run ``template`` (LAMMPS input for one structure read from ``data.static``-like ``read_data``) for every
+    structure, in the current directory: writes ``data.{k}`` as maml does, then one LAMMPS process per core
+    loops over its share; each ``dump`` and ``print ... file`` target gets the suffix ``.{k}``."""
+    from pymatgen.io.lammps.data import LammpsData
+
+    workers = lammps_workers(len(structures))
+    shares = [list(range(len(structures)))[w::workers] for w in range(workers)]
+    with yaml_tables_parsed_once():
+        for k, structure in enumerate(structures):
+            s = structure.copy()
+            s.remove_oxidation_states()
+            LammpsData.from_structure(s, elements, atom_style="charge").write_file(f"data.{k}")
+    procs = []
+    try:
+        for w, share in enumerate(shares):
+            Path(f"in.batch{w}").write_text(_loop_input(template, share))
+            with open(f"lammps{w}.out", "w") as log:  # the child keeps its own descriptor
+                procs.append(subprocess.Popen([lmp_exe, "-in", f"in.batch{w}", "-log", f"log.batch{w}"],
+                                              stdout=log, stderr=subprocess.STDOUT))
+    except BaseException:
+        for proc in procs:  # none may outlive a failed start
+            proc.kill()
+            proc.wait()
+        raise
+    failed = None
+    for w, proc in enumerate(procs):
+        rc = proc.wait()
+        if rc != 0 and failed is None:
+            lines = Path(f"lammps{w}.out").read_text().splitlines()
+            errors = [ln for ln in lines if ln.startswith("ERROR")] or lines[-1:]
+            failed = f"LAMMPS exited with return code {rc}: {' '.join(errors)[:400]}"
+    for k in range(len(structures)):
+        Path(f"data.{k}").unlink(missing_ok=True)
+    if failed:
+        raise RuntimeError(failed)
+
+
+def evaluate_in_batches(potential, structures) -> list[tuple[float, np.ndarray]]:
+    """(energy, forces) of each structure from the LAMMPS pair style of maml ``potential``: maml's own
+    energy-force-stress input and parsing, run in batches instead of one LAMMPS process per structure.
+    For SNAP this replaces the describer route (bispectrum derivatives dumped as text, then multiplied by
+    the coefficients), which for qSNAP costs as much as describing the training set again."""
+    from maml.apps.pes import EnergyForceStress
+
+    calculator = EnergyForceStress(ff_settings=potential)
+    template = Path(calculator._setup()).read_text().splitlines()
+    # maml's dump writes forces with %g (6 digits); full precision costs nothing here
+    at = next(i for i, line in enumerate(template) if line.startswith("dump "))
+    template.insert(at + 1, f"dump_modify {template[at].split()[1]} format float %.16g")
+    run_in_batches(calculator.LMP_EXE, template, structures, list(potential.elements))
+    results = []
+    for k, structure in enumerate(structures):
+        energy = float(Path(f"energy.txt.{k}").read_text().split()[0])
+        forces = np.atleast_2d(read_floats(f"force.dump.{k}"))
+        stress = np.loadtxt(f"stress.txt.{k}")
+        forces, _ = calculator._rotate_force_stress(structure, forces, stress)  # maml's frame back-rotation
+        results.append((energy, forces))
+        for name in ("energy.txt", "force.dump", "stress.txt"):
+            Path(f"{name}.{k}").unlink()
+    return results
 
 
 def _loop_input(template: list[str], indices: list[int]) -> str:
@@ -154,6 +198,8 @@ def _loop_input(template: list[str], indices: list[int]) -> str:
             words[1] = "data.${k}"
         elif words and words[0] == "dump":  # dump ID group custom N FILE fields...
             words[5] += ".${k}"
+        elif words and words[0] == "print" and "file" in words:  # print "text" file NAME
+            words[words.index("file") + 1] += ".${k}"
         body.append(" ".join(words))
     values = " ".join(str(k) for k in indices)
     return "\n".join([f"variable k index {values}", "label structure", "clear", *body,
