@@ -3,7 +3,8 @@ lean, batched one (drx_workflows.mliap.snap_lammps), side by side in one run on 
 
 Both describe the same cells (the README split's first N training cells) with the same settings; the
 script reports each one's wall time, the ratio, and the largest difference between their design matrices
-(they must be equal: same LAMMPS commands per cell).
+(same LAMMPS commands per cell; maml reads text dumps of 6 significant digits, the project LAMMPS' binary
+dumps, so they agree to ~5e-6 relative).
 
     .venv/bin/python benchmarks/snap_features.py --n 100 --backends snap,qsnap
 """

@@ -210,7 +210,8 @@ def test_the_lean_lammps_input_gives_mamls_features(name, tmp_path, monkeypatch)
         lean = pot._describer(elements).transform(structures).to_numpy()
         stock = pot._describer(elements, lean=False).transform(structures).to_numpy()
     assert lean.shape == stock.shape == (sum(1 + 3 * c.n_atoms for c in picked), lean.shape[1])
-    np.testing.assert_allclose(lean, stock, rtol=1e-10, atol=1e-12)
+    # the lean dumps are binary (full precision); maml's are text with 6 significant digits
+    np.testing.assert_allclose(lean, stock, rtol=1e-5, atol=1e-7 * np.abs(stock).max())
 
 
 @pytest.mark.parametrize("name, hyperparameters", [("snap", {}), ("qsnap", {"twojmax": 2, "alpha": 1e-3})])
@@ -245,3 +246,36 @@ def test_batched_lammps_prediction_equals_mamls_per_structure_runs(name, hyperpa
         assert p.energy / c.n_atoms == pytest.approx(e_d / c.n_atoms, abs=1e-4)
         np.testing.assert_allclose(p.forces, f_d, atol=1e-3)
     assert not [n for n in leftovers if n.startswith(("data.", "force.dump.", "energy.txt.", "dump."))], leftovers
+
+
+def test_binary_dump_reader_reads_what_lammps_writes_as_text(tmp_path, monkeypatch):
+    """One LAMMPS run dumps the same bispectrum columns as full-precision text and as a binary dump."""
+    import subprocess
+
+    from pymatgen.io.lammps.data import LammpsData
+
+    from drx_workflows.mliap.snap_lammps import read_binary_dump, read_floats
+
+    monkeypatch.chdir(tmp_path)
+    sane, _ = split_sane(read_xsf_dir(DATA))
+    config = max(sane, key=lambda c: len(set(c.species)))
+    elements = mc.elements_of([config])
+    (structure,), *_ = mc.to_maml_inputs([config], labelled=False)
+    with mc.maml_session(("lmp",), "snap"):  # a private working directory, lmp on PATH
+        LammpsData.from_structure(structure, elements, atom_style="charge").write_file("data.one")
+        radii = " ".join(["2.0"] * len(elements) + ["1.0"] * len(elements))
+        Path("in.one").write_text("\n".join([
+            "units metal", "atom_style charge", "box tilt large", "read_data data.one",
+            "pair_style lj/cut 4.01", "pair_coeff * * 1 1", "mass * 1.0",
+            f"compute sna all sna/atom 1 0.99363 2 {radii} rmin0 0 bzeroflag 0",
+            "dump 1 all custom 1 dump.text c_sna[*]", "dump_modify 1 sort id format float %.17g",
+            "dump 2 all custom 1 dump.sna.bin c_sna[*]", "dump_modify 2 sort id",
+            "run 0", ""]))
+        run = subprocess.run(["lmp", "-in", "in.one", "-log", "none"], capture_output=True, text=True)
+        assert run.returncode == 0, run.stdout[-500:]
+        text, binary = read_floats("dump.text"), read_binary_dump("dump.sna.bin")
+        assert binary.shape == text.shape == (config.n_atoms, text.shape[1]) and text.shape[1] > 3
+        np.testing.assert_array_equal(binary, text)
+        Path("dump.sna.bin").write_bytes(Path("dump.sna.bin").read_bytes()[:-8])
+        with pytest.raises(ValueError, match="not one snapshot"):
+            read_binary_dump("dump.sna.bin")

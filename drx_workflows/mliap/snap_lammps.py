@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import struct
 import subprocess
 from pathlib import Path
 
@@ -94,8 +95,18 @@ def _calculator_classes():
                     for c in SpectralNeighborAnalysis._CMDS]
             if not self.include_stress:  # compute snav stays (maml appends to it by position); unused, never run
                 cmds = [c for c in cmds if not c.startswith(("dump 4 ", "dump_modify 4 "))]
-            self._CMDS = cmds
+            # the numeric dumps in LAMMPS' binary format (a ".bin" name): full precision, and neither
+            # LAMMPS' formatting nor our parsing of ~16,000 text numbers per atom (qSNAP)
+            self._CMDS = [_binary_dump(c) for c in cmds]
             return super()._setup()
+
+        def _parse(self, suffix: str = ""):
+            element = read_elements(f"dump.element{suffix}")
+            b = np.atleast_2d(read_binary_dump(f"dump.sna{suffix}.bin"))
+            db = np.atleast_2d(read_binary_dump(f"dump.snad{suffix}.bin"))
+            vb = (np.atleast_2d(read_binary_dump(f"dump.snav{suffix}.bin")) if self.include_stress
+                  else np.zeros((len(element), 0)))
+            return b, db, vb, element
 
     class BatchedSNA(LeanSNA):
         """LeanSNA whose ``calculate`` runs a whole list of structures in a few LAMMPS processes."""
@@ -119,11 +130,74 @@ def _calculator_classes():
             results = []
             for k in range(len(structures)):
                 results.append(self._parse(f".{k}"))
-                for dump in Path().glob(f"dump.*.{k}"):  # qSNAP's derivative dumps are ~8 MB per cell
-                    dump.unlink()
+                for dump in [*Path().glob(f"dump.*.{k}"), *Path().glob(f"dump.*.{k}.bin")]:
+                    dump.unlink()  # qSNAP's derivative dumps are megabytes per cell
             return results
 
     return ParsedSNA, LeanSNA, BatchedSNA
+
+
+def _binary_dump(command: str) -> str:
+    """maml's ``dump N all custom 1 dump.sna ...`` (sna, snad, snav) writing ``dump.sna.bin`` instead."""
+    words = command.split()
+    if words[0] != "dump" or words[5] not in ("dump.sna", "dump.snad", "dump.snav"):
+        return command  # untouched: maml appends arguments to its compute lines, trailing space included
+    words[5] += ".bin"
+    return " ".join(words)
+
+
+def read_binary_dump(file_name) -> np.ndarray:
+    """The per-atom columns (natoms, size_one) of the one snapshot in a LAMMPS binary custom dump.
+
+    Layout (LAMMPS' dump custom, format revision 2 with its magic-string header, as its binary2txt tool
+    reads it; the pre-2020 layout, without the header, too): timestep, natoms, triclinic flag, boundary
+    flags, box bounds (and tilts), size_one, [unit style, time, column names], then chunks of doubles.
+    """
+    try:
+        return _parse_binary_dump(Path(file_name).read_bytes())
+    except (struct.error, ValueError) as exc:
+        raise ValueError(f"{file_name}: not one snapshot of a LAMMPS binary dump ({exc})") from None
+
+
+def _parse_binary_dump(raw: bytes) -> np.ndarray:
+    pos = 0
+
+    def take(fmt: str):
+        nonlocal pos
+        values = struct.unpack_from("=" + fmt, raw, pos)
+        pos += struct.calcsize("=" + fmt)
+        return values
+
+    (step,) = take("q")
+    magic, revision = step < 0, 1
+    if magic:
+        pos += -step  # the format name
+        _endian, revision, _step = take("iiq")
+    natoms, triclinic = take("qi")
+    take("6i6d")
+    if triclinic == 1:
+        take("3d")
+    elif triclinic:
+        raise ValueError("general triclinic dumps are not read")
+    (size_one,) = take("i")
+    if magic and revision > 1:
+        (length,) = take("i")
+        pos += length  # unit style
+        (time_flag,) = take("b")
+        if time_flag:
+            take("d")
+        (length,) = take("i")
+        pos += length  # column names
+    (nchunk,) = take("i")
+    chunks = []
+    for _ in range(nchunk):
+        (n,) = take("i")
+        chunks.append(np.frombuffer(raw, dtype=np.float64, count=n, offset=pos))
+        pos += 8 * n
+    values = np.concatenate(chunks) if chunks else np.zeros(0)
+    if values.size != natoms * size_one or pos != len(raw):
+        raise ValueError(f"{values.size} values and {len(raw) - pos} bytes left for {natoms} x {size_one}")
+    return values.reshape(natoms, size_one)
 
 
 def run_in_batches(lmp_exe: str, template: list[str], structures, elements: list[str]) -> None:
@@ -196,8 +270,9 @@ def _loop_input(template: list[str], indices: list[int]) -> str:
         words = line.split()
         if words and words[0] == "read_data":
             words[1] = "data.${k}"
-        elif words and words[0] == "dump":  # dump ID group custom N FILE fields...
-            words[5] += ".${k}"
+        elif words and words[0] == "dump":  # dump ID group custom N FILE fields...; LAMMPS wants .bin last
+            stem, binary = (words[5][:-4], ".bin") if words[5].endswith(".bin") else (words[5], "")
+            words[5] = f"{stem}.${{k}}{binary}"
         elif words and words[0] == "print" and "file" in words:  # print "text" file NAME
             words[words.index("file") + 1] += ".${k}"
         body.append(" ".join(words))
