@@ -5,7 +5,9 @@ for quadratic SNAP, ~500 columns per element: 2,000 cells of 11 elements are ~20
 (8.7 GB) before pandas copies it. Only a square (n_features x n_features) matrix is kept here:
 
 - ``alpha > 0`` (ridge): the normal equations X'WX + alpha I and X'Wy, solved by Cholesky, which is what
-  scikit-learn's ``Ridge`` (solver "cholesky", chosen for dense data) computes from the whole matrix;
+  scikit-learn's ``Ridge`` (solver "cholesky", chosen for dense data) computes from the whole matrix; a
+  block's products skip its all-zero columns (SNAP's per-element columns of the elements its cells lack,
+  so callers group cells by element set);
 - ``alpha == 0`` (plain least squares): a QR factor R updated block by block (R of [R; sqrt(W) X_block]),
   then the minimum-norm solution of R w = Q'y, the same problem ``LinearRegression`` hands to LAPACK's
   SVD solver, without squaring the condition number.
@@ -44,8 +46,14 @@ class StreamingLeastSquares:
             if self._a is None:
                 self._a = np.zeros((x.shape[1], x.shape[1]))
                 self._b = np.zeros(x.shape[1])
-            self._a += x.T @ x
-            self._b += x.T @ y
+            used = np.flatnonzero(np.any(x != 0.0, axis=0))
+            if used.size > 0.9 * x.shape[1]:
+                self._a += x.T @ x
+                self._b += x.T @ y
+            else:  # SNAP: a cell's rows are zero in the columns of elements it lacks
+                x = x[:, used]
+                self._a[np.ix_(used, used)] += x.T @ x
+                self._b[used] += x.T @ y
             return
         from scipy.linalg import qr
 

@@ -83,7 +83,10 @@ class SnapPotential(Potential):
         fit = StreamingLeastSquares(alpha=float(self.hyperparameters["alpha"]))
         with mc.maml_session(self.BINARIES, self.name), mc.quiet_maml():
             describer = self._describer(self.elements)
-            for block in self._blocks(train, describer):
+            # cells grouped by element set: a block's rows then miss whole per-element column ranges,
+            # which the normal equations skip (the sum over rows does not depend on their order)
+            ordered = sorted(train, key=lambda c: sorted(set(c.species)))
+            for block in self._blocks(ordered, describer):
                 fit.add(*self._design_rows(describer, block))
             coef = fit.solve()
             model = SKLModel(describer=describer, model=self._regressor())
