@@ -263,7 +263,7 @@ def plot(rows: list[dict], out: Path) -> None:
     ax_m.axhline(24, color="grey", ls=":", lw=1)
     ax_m.text(ax_m.get_xlim()[0], 24, " this machine (24 GB)", va="bottom", fontsize=8, color="grey")
     ax_t.legend()
-    fig.suptitle("drx train on surrogate-labelled DRX structures, 2 cores")
+    fig.suptitle("drx train on surrogate-labelled DRX structures, 2 cores (hollow: SNAP stand-in labels)")
     fig.tight_layout()
     fig.savefig(out, dpi=120)
 
