@@ -58,6 +58,7 @@ def train_cmd(ctx, slice_name, backends, test_slice, target, overrides, frames, 
     (`grid_searches`) and a final firework trains it on the whole training split.
     """
     from drx_workflows.mliap.base import backend_class, parse_backends
+    from drx_workflows.mliap.duration import check_time, minutes_text
     from drx_workflows.mliap.isolated import train_and_evaluate_isolated
     from drx_workflows.mliap.memory import check_fits
     from drx_workflows.store.potentials import store_result
@@ -78,11 +79,17 @@ def train_cmd(ctx, slice_name, backends, test_slice, target, overrides, frames, 
     train, test = data.train, data.test
     if test_slice:
         test = slice_data(store, test_slice, frames=frames).test
-    for name in names:  # every run that cannot fit this worker is refused before any starts
-        check_fits(name, params[name], train)
+    estimates = {}
+    for name in names:  # every run that cannot fit this worker (memory, walltime) is refused before any starts
+        mem = check_fits(name, params[name], train)
+        wall = check_time(name, params[name], train)
+        estimates[name] = ", ".join(
+            ([f"~{minutes_text(wall.seconds)}"] if wall else []) + ([f"~{mem.peak_gb:.1f} GB"] if mem else []))
     results = []
     for name in names:
-        click.echo(f"training {name} on {slice_name} ({data.n_train_structures} structures, {len(train)} configurations) ...")
+        estimated = f"; estimated {estimates[name]}" if estimates[name] else ""
+        click.echo(f"training {name} on {slice_name} ({data.n_train_structures} structures, {len(train)} configurations"
+                   f"{estimated}) ...")
         result = train_and_evaluate_isolated(name, train, test, slice_name, params[name], target)
         doc = store_result(store, result, {"test_slice": test_slice or slice_name, "frames": frames,
                                            "reference_structures": data.references})

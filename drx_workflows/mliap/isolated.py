@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,6 +25,14 @@ from drx_workflows.fileio import atomic_write_bytes
 from drx_workflows.mliap.memory import worker_memory_gb
 
 CHILD_MODULE = "drx_workflows.mliap.isolated"
+
+
+class TrainingKilled(DrxError):
+    """The training process was killed or stopped (out of memory, walltime): retrying here would meet the same end."""
+
+
+class _Stopped(BaseException):
+    """SIGTERM reached the parent while it waited (a queue's walltime signals every process of the job)."""
 
 
 @dataclass
@@ -56,10 +65,14 @@ def train_and_evaluate_isolated(backend, train, test, slice_name="", hyperparame
     with tempfile.TemporaryDirectory(prefix="drx-train-") as tmp:
         folder = Path(tmp)
         atomic_write_bytes(folder / "job.pickle", pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL))
-        run = _run_child(folder)
+        try:
+            run = _run_child(folder)
+        except _Stopped as stopped:  # before the child started, or while it ran
+            run = stopped.args[0] if stopped.args else ChildRun(-signal.SIGTERM, 0.0, 0.0)
+            raise TrainingKilled(_killed_message(job, run, parent=True)) from None
         outcome = folder / "result.pickle"
         if run.returncode < 0:
-            raise DrxError(_killed_message(job, run))
+            raise TrainingKilled(_killed_message(job, run))
         if not outcome.exists():
             raise DrxError(f"{backend} training process exited with code {run.returncode} and no result "
                            f"(peak memory {run.peak_gb:.1f} GB); see its output above")
@@ -73,15 +86,29 @@ def train_and_evaluate_isolated(backend, train, test, slice_name="", hyperparame
 
 
 def _run_child(folder: Path) -> ChildRun:
+    """Run the child and wait for it. A SIGTERM to this process while it waits (SLURM and PBS send one to
+    every process of a job at its walltime, ~30 s before SIGKILL) stops the child and raises _Stopped, so
+    the caller still has time to record why (the firework FIZZLES instead of staying RUNNING)."""
     t0 = time.perf_counter()
+
+    def on_sigterm(signum, frame):
+        raise _Stopped()
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
     proc = subprocess.Popen([sys.executable, "-m", CHILD_MODULE, str(folder)], stdin=subprocess.DEVNULL)
     try:
         _, status, usage = _wait4(proc.pid)
-    except BaseException:  # the parent is being stopped (Ctrl-C, walltime): take the child with it
+    except BaseException as exc:  # the parent is being stopped (Ctrl-C, walltime): take the child with it
         proc.kill()
-        _wait4(proc.pid)
-        proc.returncode = -signal.SIGKILL
+        _, _, usage = _wait4(proc.pid)
+        if isinstance(exc, _Stopped):
+            raise _Stopped(ChildRun(-signal.SIGTERM, usage.ru_maxrss / 1024**2, time.perf_counter() - t0)) from None
         raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     proc.returncode = os.waitstatus_to_exitcode(status)
     return ChildRun(proc.returncode, usage.ru_maxrss / 1024**2, time.perf_counter() - t0)
 
@@ -94,14 +121,19 @@ def _wait4(pid: int):
             continue
 
 
-def _killed_message(job: TrainingJob, run: ChildRun) -> str:
+def _killed_message(job: TrainingJob, run: ChildRun, parent: bool = False) -> str:
     sig = -run.returncode
     name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else f"signal {sig}"
-    cause = (f"most likely the kernel's out-of-memory killer (this worker has {worker_memory_gb():.1f} GB)"
-             if sig == signal.SIGKILL else "the queue's walltime or a user stopped it")
-    return (f"{job.backend} training on {len(job.train):,} structures was killed by {name} after "
-            f"{run.seconds:.0f} s at {run.peak_gb:.1f} GB peak memory: {cause}; "
-            f"train fewer structures, use --set {job.backend}.… to shrink it, or a larger node")
+    if sig == signal.SIGKILL:
+        cause = f"most likely the kernel's out-of-memory killer (this worker has {worker_memory_gb():.1f} GB)"
+        fix = "a larger node"
+    else:
+        cause = "the queue's walltime or a user stopped it"
+        fix = "a longer walltime"
+    what = "was stopped by SIGTERM (to its launcher)" if parent else f"was killed by {name}"
+    return (f"{job.backend} training on {len(job.train):,} structures {what} after {run.seconds:.0f} s at "
+            f"{run.peak_gb:.1f} GB peak memory: {cause}; train fewer structures, use --set {job.backend}.… to "
+            f"shrink it, or {fix}")
 
 
 def _child(folder: Path) -> int:

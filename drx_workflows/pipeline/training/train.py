@@ -52,12 +52,14 @@ def train_slice(
     and the potentials document says which happened.
     """
     from drx_workflows.mliap.base import backend_class
-    from drx_workflows.mliap.isolated import train_and_evaluate_isolated
+    from drx_workflows.mliap.duration import check_time
+    from drx_workflows.mliap.isolated import TrainingKilled, train_and_evaluate_isolated
     from drx_workflows.mliap.memory import check_fits
     from drx_workflows.store.potentials import load_potential, store_result
     from drx_workflows.store.training_data import slice_data
     data = slice_data(store, slice_name, generation, frames, references)
     check_fits(backend, hyperparameters or {}, data.train)
+    check_time(backend, hyperparameters or {}, data.train)
     if generation is None:
         sl = store.slices.find_one({"name": slice_name}, {"generation": 1}) or {}
         generation = int(sl.get("generation") or 1)
@@ -83,7 +85,7 @@ def train_slice(
         try:
             result = train_and_evaluate_isolated(backend, data.train, data.test, slice_name, hyperparameters, target, start)
         except DrxError as exc:
-            if start is None:
+            if start is None or isinstance(exc, TrainingKilled):  # killed or stopped: from scratch would be too
                 raise
             echo(f"warm start from generation {prev.get('generation')} not possible ({exc}); training from scratch")
             info["warm_start_from"] = None
