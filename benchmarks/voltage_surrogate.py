@@ -149,7 +149,9 @@ def voltages(energies: dict, li_energy: float, records) -> dict:
 
 
 def run_backend(name: str, params: dict, records, engine: dict, args, out: Path) -> dict:
-    path = out / f"backend_{name}{'_norefs' if args.no_references else ''}.json"
+    changed = {k: v for k, v in params.items() if DEFAULT_PARAMS.get(name, {}).get(k) != v}
+    tag = "".join(f"_{k}-{v}" for k, v in sorted(changed.items())).replace("/", "-").replace(" ", "")
+    path = out / f"backend_{name}{tag}{'_norefs' if args.no_references else ''}.json"
     if path.exists():
         return json.loads(path.read_text())
     from drx_workflows.mliap.training import train_and_evaluate
@@ -201,7 +203,7 @@ DEFAULT_PARAMS = {
     "mace": {"max_num_epochs": 10, "batch_size": 8},
     "gap": {},
     "mtp": {},
-    # the engine is CHGNet and so is delta's base: its voltages are the engine's up to the shifts and heads
+    # base sevenn-l3i5 (the default) or sevenn-0: independent of the engine's CHGNet; base chgnet is not
     "delta": {},
 }
 
@@ -221,11 +223,12 @@ def main(argv=None) -> int:
                     help="train without the bcc Li single points (only the oxides' and bcc Li's relaxation frames)")
     ap.add_argument("--set", nargs="*", default=[], metavar="BACKEND.KEY=VALUE")
     ap.add_argument("--out", type=Path, default=Path("voltage_bench"))
+    ap.add_argument("--threads", type=int, default=2, help="torch threads")
     args = ap.parse_args(argv)
 
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     records = enumerate_single_tm(args.per_ntm, args.toc_per_ntm, args.seed)

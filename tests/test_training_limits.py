@@ -170,3 +170,19 @@ def test_a_refused_training_firework_fizzles_with_the_reason_and_the_others_carr
     assert "qsnap on 9 structures needs ~" in rows["train qsnap on g"]["error"]
     assert rows["train ann on g"]["state"] == "COMPLETED"
     assert [d["backend"] for d in fresh_store.potentials.find({})] == ["ann"]
+
+
+def test_ann_descriptors_live_in_one_buffer():
+    """The training descriptors are views of one allocation (small per-cell tensors fragmented the heap)."""
+    from drx_workflows.mliap.ann.backend import AnnPotential
+    from drx_workflows.mliap.ann.training import descriptor_views
+
+    configs = read_xsf_dir(Path(__file__).resolve().parents[2] / "shared" / "data" / "drx_dft")[:6]
+    pot = AnnPotential(epochs=0)
+    pot.fit(configs)
+    views = descriptor_views(configs, pot.spec.n_features, pot.features)
+    base = views[0].untyped_storage().data_ptr()
+    assert all(v.untyped_storage().data_ptr() == base for v in views)
+    for c, v in zip(configs, views):
+        assert v.shape == (c.n_atoms, pot.spec.n_features)
+        assert (v == pot.features(c)).all()

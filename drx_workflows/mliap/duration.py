@@ -110,7 +110,7 @@ def _mace(hp: dict, configs: list, atoms: int) -> TimeEstimate:
     return TimeEstimate("mace", len(configs), seconds, f"{epochs} epochs over {atoms:,} atoms")
 
 
-def _base_pass(backend: str, hp: dict, atoms: int) -> tuple[str, float]:
+def _base_pass(hp: dict, atoms: int) -> tuple[str, float]:
     base = str(hp["base"])
     return base, atoms * BASE_PASS_PER_ATOM.get(base, BASE_PASS_PER_ATOM["sevenn-l3i5"])
 
@@ -132,11 +132,11 @@ def estimate_seconds(backend: str, hyperparameters: dict, configs: list) -> Time
     elif backend == "mace":
         est = _mace(hp, configs, atoms)
     elif backend == "delta":
-        base, one_pass = _base_pass(backend, hp, atoms)
+        base, one_pass = _base_pass(hp, atoms)
         est = TimeEstimate(backend, len(configs), DELTA_PASSES * one_pass + DELTA_HEADS_S,
                            f"{base} passes over {atoms:,} atoms")
     else:  # finetune: tuning up to its time limit between the passes
-        base, one_pass = _base_pass(backend, hp, atoms)
+        base, one_pass = _base_pass(hp, atoms)
         step = atoms * FINETUNE_STEP_PER_ATOM.get(base, FINETUNE_STEP_PER_ATOM["sevenn-l3i5"])
         tuning = min(float(hp["time_limit"]) * 60, int(hp["epochs"]) * step)
         est = TimeEstimate(backend, len(configs), FINETUNE_PASSES * one_pass + tuning,

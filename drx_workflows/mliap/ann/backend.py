@@ -43,6 +43,7 @@ from drx_workflows.mliap.ann.model import (
 )
 from drx_workflows.mliap.ann.training import (
     TrainingData,
+    descriptor_views,
     force_matrices,
     optimise,
     set_normalisation,
@@ -217,7 +218,7 @@ class AnnPotential(Potential):
         if warm_start is not None:
             self._adopt(AnnPotential.load(warm_start), warm_start)
             self._check_elements(train, "training")
-            feats = [self.features(c) for c in train]
+            feats = descriptor_views(train, self.spec.n_features, self.features)
         else:
             from ase.data import atomic_numbers
 
@@ -227,7 +228,7 @@ class AnnPotential(Potential):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(h["seed"])
                 self.model = AtomicNets(elements, spec.n_features, h["hidden_layers"], h["activation"])
-            feats = [self.features(c) for c in train]
+            feats = descriptor_views(train, self.spec.n_features, self.features)
             set_normalisation(self.model, train, feats)
         t_desc = time.perf_counter() - t0
 

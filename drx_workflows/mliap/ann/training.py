@@ -125,6 +125,23 @@ class TrainingData:
         return torch.sqrt((err**2).mean())
 
 
+def descriptor_views(train: list[Configuration], n_features: int, describe) -> list[torch.Tensor]:
+    """Every training cell's descriptors (``describe(conf)``, (N, F)), copied into views of one buffer.
+
+    Kept as one small tensor per cell between the descriptors' large temporaries, they fragmented the heap:
+    measured on 3,000 DRX cells (96,414 atoms), 1.43 GB peak against 0.50 GB when nothing small outlives
+    its cell (glibc's heap cannot return the holes); at 10,000 cells 2.4 GB were held through training.
+    """
+    buffer = torch.empty(sum(c.n_atoms for c in train), n_features, dtype=DTYPE)
+    out, start = [], 0
+    for c in train:
+        view = buffer[start : start + c.n_atoms]
+        view.copy_(describe(c))
+        out.append(view)
+        start += c.n_atoms
+    return out
+
+
 def force_matrices(train: list[Configuration], n_features: int, fill) -> list[torch.Tensor]:
     """Every training cell's force matrix (``fill(conf, out=...)``), as views of one buffer allocated up front.
 
