@@ -97,14 +97,17 @@ def _run_child(folder: Path) -> ChildRun:
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, on_sigterm)
-    proc = subprocess.Popen([sys.executable, "-m", CHILD_MODULE, str(folder)], stdin=subprocess.DEVNULL)
+    proc = None
     try:
+        proc = subprocess.Popen([sys.executable, "-m", CHILD_MODULE, str(folder)], stdin=subprocess.DEVNULL)
         _, status, usage = _wait4(proc.pid)
     except BaseException as exc:  # the parent is being stopped (Ctrl-C, walltime): take the child with it
-        proc.kill()
-        _, _, usage = _wait4(proc.pid)
+        peak = 0.0
+        if proc is not None:
+            proc.kill()
+            peak = _wait4(proc.pid)[2].ru_maxrss / 1024**2
         if isinstance(exc, _Stopped):
-            raise _Stopped(ChildRun(-signal.SIGTERM, usage.ru_maxrss / 1024**2, time.perf_counter() - t0)) from None
+            raise _Stopped(ChildRun(-signal.SIGTERM, peak, time.perf_counter() - t0)) from None
         raise
     finally:
         if previous is not None:
