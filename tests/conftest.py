@@ -103,3 +103,23 @@ def server(tmp_path):
     r = s.stop()
     if "stopped" not in r.stdout and (s.dir / "server.pid").exists():
         os.kill(s.pid, signal.SIGKILL)
+
+
+def wait_for_training_child(done):
+    """The pid of this process's isolated training child (mliap.isolated) once it exists; None if ``done`` is set first."""
+    import os
+    import time
+    from pathlib import Path
+
+    me = os.getpid()
+    while not done.is_set():
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == me and b"drx_workflows.mliap.isolated" in cmd:
+                return int(pid)
+        time.sleep(0.05)
+    return None

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_drx
+from conftest import run_drx, wait_for_training_child
 
 from drx_workflows.errors import DrxError
 from drx_workflows.mliap.data import read_xsf_dir
@@ -114,20 +114,11 @@ def test_drx_train_refuses_in_one_line_what_cannot_fit(xsf12, tmp_path):
 
 def _kill_the_training_child(done: threading.Event, killed: list):
     """The OOM killer's part: SIGKILL the training process as soon as it exists."""
-    me = os.getpid()
-    while not done.is_set():
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-                ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            if ppid == me and b"drx_workflows.mliap.isolated" in cmd:
-                time.sleep(1.0)
-                os.kill(int(pid), signal.SIGKILL)
-                killed.append(int(pid))
-                return
-        time.sleep(0.05)
+    pid = wait_for_training_child(done)
+    if pid is not None:
+        time.sleep(1.0)
+        os.kill(pid, signal.SIGKILL)
+        killed.append(pid)
 
 
 def test_a_training_killed_by_the_kernel_is_a_one_line_error(xsf12):

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_drx
+from conftest import run_drx, wait_for_training_child
 from drx_drill import clean_env, wait_for_jobs
 
 from drx_workflows.mliap.data import read_xsf_dir
@@ -99,20 +99,11 @@ def test_drx_train_in_a_slurm_job_refuses_what_its_walltime_cannot_hold(local_sl
 
 def _sigterm_when_training_starts(done: threading.Event, children: list):
     """The queue's part at the walltime: SIGTERM to the launcher once its training process exists."""
-    me = os.getpid()
-    while not done.is_set():
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-                ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            if ppid == me and b"drx_workflows.mliap.isolated" in cmd:
-                time.sleep(1.0)
-                children.append(int(pid))
-                os.kill(me, signal.SIGTERM)
-                return
-        time.sleep(0.05)
+    pid = wait_for_training_child(done)
+    if pid is not None:
+        time.sleep(1.0)
+        children.append(pid)
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def test_a_training_firework_stopped_by_sigterm_fizzles_with_the_reason(fresh_store, tmp_path):

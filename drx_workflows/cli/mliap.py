@@ -58,9 +58,8 @@ def train_cmd(ctx, slice_name, backends, test_slice, target, overrides, frames, 
     (`grid_searches`) and a final firework trains it on the whole training split.
     """
     from drx_workflows.mliap.base import backend_class, parse_backends
-    from drx_workflows.mliap.duration import check_time, minutes_text
+    from drx_workflows.mliap.duration import check_budget, minutes_text
     from drx_workflows.mliap.isolated import train_and_evaluate_isolated
-    from drx_workflows.mliap.memory import check_fits
     from drx_workflows.store.potentials import store_result
     from drx_workflows.store.training_data import slice_data
     names = parse_backends(backends)
@@ -81,8 +80,7 @@ def train_cmd(ctx, slice_name, backends, test_slice, target, overrides, frames, 
         test = slice_data(store, test_slice, frames=frames).test
     estimates = {}
     for name in names:  # every run that cannot fit this worker (memory, walltime) is refused before any starts
-        mem = check_fits(name, params[name], train)
-        wall = check_time(name, params[name], train)
+        mem, wall = check_budget(name, params[name], train)
         estimates[name] = ", ".join(
             ([f"~{minutes_text(wall.seconds)}"] if wall else []) + ([f"~{mem.peak_gb:.1f} GB"] if mem else []))
     results = []

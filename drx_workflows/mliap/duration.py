@@ -210,3 +210,11 @@ def check_time(backend: str, hyperparameters: dict, configs: list) -> TimeEstima
                        f"this job has {minutes_text(max(left, 0.0))} of walltime left; use --set {shrink}, fewer "
                        "structures, or a longer walltime")
     return est
+
+
+def check_budget(backend: str, hyperparameters: dict, configs: list):
+    """Memory (mliap.memory.check_fits) and walltime checks of one training run, in that order; both estimates."""
+    from drx_workflows.mliap.memory import check_fits
+
+    memory = check_fits(backend, hyperparameters, configs)
+    return memory, check_time(backend, hyperparameters, configs)

@@ -61,15 +61,13 @@ def validation_split(train, validation_fraction: float, seed: int):
 
 def run_grid_point(store, grid_id, slice_name, backend, hyperparameters, index, target="total",
                    validation_fraction=0.2, seed=0, frames="all") -> dict:
-    from drx_workflows.mliap.duration import check_time
+    from drx_workflows.mliap.duration import check_budget
     from drx_workflows.mliap.isolated import train_and_evaluate_isolated
-    from drx_workflows.mliap.memory import check_fits
     from drx_workflows.store.training_data import slice_data
 
     data = slice_data(store, slice_name, None, frames)
     fit_set, val_set = validation_split(data.train, validation_fraction, seed)
-    check_fits(backend, hyperparameters or {}, fit_set)  # a point that cannot fit the worker fizzles in one line
-    check_time(backend, hyperparameters or {}, fit_set)
+    check_budget(backend, hyperparameters or {}, fit_set)  # a point that cannot fit the worker fizzles in one line
     result = train_and_evaluate_isolated(backend, fit_set, val_set, slice_name, hyperparameters, target)
     doc = {
         "grid_id": grid_id,

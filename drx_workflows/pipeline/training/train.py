@@ -52,14 +52,12 @@ def train_slice(
     and the potentials document says which happened.
     """
     from drx_workflows.mliap.base import backend_class
-    from drx_workflows.mliap.duration import check_time
+    from drx_workflows.mliap.duration import check_budget
     from drx_workflows.mliap.isolated import TrainingKilled, train_and_evaluate_isolated
-    from drx_workflows.mliap.memory import check_fits
     from drx_workflows.store.potentials import load_potential, store_result
     from drx_workflows.store.training_data import slice_data
     data = slice_data(store, slice_name, generation, frames, references)
-    check_fits(backend, hyperparameters or {}, data.train)
-    check_time(backend, hyperparameters or {}, data.train)
+    check_budget(backend, hyperparameters or {}, data.train)
     if generation is None:
         sl = store.slices.find_one({"name": slice_name}, {"generation": 1}) or {}
         generation = int(sl.get("generation") or 1)
