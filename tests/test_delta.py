@@ -138,6 +138,11 @@ def test_uncertainty_is_the_ensemble_spread(trained, test_set):
     assert members.shape == (len(test_set), FAST["ensemble"])
     np.testing.assert_allclose([p.uncertainty for p in preds], members.std(1), rtol=1e-3, atol=1e-7)
     assert all(p.uncertainty > 0 for p in preds)
+    # ranking's energy-only pass: the same energies and spreads, no forces
+    lean = trained.predict_energies(test_set)
+    assert all(p.forces is None for p in lean)
+    np.testing.assert_allclose([p.energy for p in lean], [p.energy for p in preds], rtol=1e-6)
+    np.testing.assert_allclose([p.uncertainty for p in lean], [p.uncertainty for p in preds], rtol=1e-4, atol=1e-8)
 
 
 def test_save_load_roundtrip(trained, test_set, tmp_path):

@@ -91,3 +91,17 @@ def test_base_choices_and_what_a_sevennet_base_cannot_do(train_set):
     pot = DeltaPotential(base="sevenn-0", force_weight=1.0, force_structures=2)
     with pytest.raises(DrxError, match="need the chgnet base"):
         pot.fit(train_set)
+
+
+@pytest.mark.parametrize("name", ["sevenn-0", "chgnet"])
+def test_energy_only_pass_matches_the_full_pass(name, train_set):
+    from drx_workflows.mliap.delta.bases import make_base
+
+    base = make_base(name)
+    full = base.evaluate(train_set[:3])
+    lean = base.evaluate(train_set[:3], forces=False)
+    for a, b in zip(full, lean):
+        assert "forces" not in b and b["energy"] == pytest.approx(a["energy"], rel=1e-6)
+        assert np.allclose(b["feature"], a["feature"], atol=1e-6)
+    with pytest.raises(DrxError, match="stress"):
+        base.evaluate(train_set[:1], stress=True, forces=False)

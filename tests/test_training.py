@@ -83,6 +83,27 @@ def test_train_evaluate_store_and_reload(fresh_store, linear_backend, split, tmp
     assert [p.energy for p in again.predict(test)] == pytest.approx([p.energy for p in result.potential.predict(test)])
 
 
+def test_train_metrics_on_a_seeded_sample_of_a_large_set(linear_backend, split, monkeypatch):
+    from drx_workflows.mliap import training
+
+    train, test = split
+    monkeypatch.setattr(training, "TRAIN_SCORE_LIMIT", 30)
+    result = train_and_evaluate(linear_backend, train, test, "sample")
+    assert result.n_train == len(train) > 30 and result.n_train_scored == 30 == len(result.train_set)
+    ids = [c.id for c in train]
+    picked = [ids.index(c.id) for c in result.train_set]
+    assert picked == sorted(picked) and len(set(picked)) == 30  # a sample, in the slice's order
+    e_ref = np.array([c.energy / c.n_atoms for c in result.train_set])
+    e_pred = np.array([p.energy for p in result.potential.predict(result.train_set)]) / np.array(
+        [c.n_atoms for c in result.train_set])
+    assert result.train_metrics.energy_mae == pytest.approx(np.abs(e_pred - e_ref).mean() * 1000)
+    assert result.to_doc()["n_train_scored"] == 30 and len(result.to_doc()["parity"]["train"]["energies"]) == 30
+    again = train_and_evaluate(linear_backend, train, test, "sample")
+    assert [c.id for c in again.train_set] == [c.id for c in result.train_set]  # seeded
+    monkeypatch.setattr(training, "TRAIN_SCORE_LIMIT", 1000)
+    assert train_and_evaluate(linear_backend, train, test, "sample").n_train_scored == len(train)
+
+
 def test_cohesive_target_subtracts_the_isolated_atoms(split):
     conf = split[0][0]
     cohesive = to_target([conf], "cohesive")[0]

@@ -46,9 +46,18 @@ def test_time_estimates_follow_the_work():
     # delta is one base pass: SevenNet l3i5 costs ~5x 7net-0
     slow, fast = (duration.estimate_seconds("delta", {"base": b}, configs).seconds for b in ("sevenn-l3i5", "sevenn-0"))
     assert slow > 4 * (fast - duration.DELTA_HEADS_S / cores)
+    # delta: an energy-only pass to fit, then the test cells and (all of these few) training cells with forces
+    one_pass = atoms * duration.BASE_PASS_PER_ATOM["sevenn-0"]
+    assert fast == pytest.approx((duration.DELTA_HEADS_S + one_pass * (
+        duration.BASE_ENERGY_ONLY_FRACTION["sevenn-0"] + 1 + duration.TEST_FRACTION)) / cores)
     # fine-tuning stops at its time limit
+    passes = duration.FINETUNE_PASSES + 1 + duration.TEST_FRACTION
     assert duration.estimate_seconds("finetune", {"time_limit": 1.0, "base": "sevenn-0"}, configs).seconds == (
-        pytest.approx((60 + duration.FINETUNE_PASSES * atoms * duration.BASE_PASS_PER_ATOM["sevenn-0"]) / cores))
+        pytest.approx((60 + passes * one_pass) / cores))
+    # beyond TRAIN_SCORE_LIMIT training cells only a sample of them is predicted after training
+    many = configs * 100  # 4,000 cells
+    big = duration.estimate_seconds("delta", {"base": "sevenn-0"}, many).seconds * cores - duration.DELTA_HEADS_S
+    assert big == pytest.approx(100 * one_pass * (duration.BASE_ENERGY_ONLY_FRACTION["sevenn-0"] + 0.25 + duration.TEST_FRACTION))
     assert duration.estimate_seconds("mtp", {}, configs) is None
 
 

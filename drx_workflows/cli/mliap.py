@@ -93,8 +93,9 @@ def train_cmd(ctx, slice_name, backends, test_slice, target, overrides, frames, 
                                            "reference_structures": data.references})
         m = result.test_metrics
         force = "" if m.force_mae is None else f", force MAE {m.force_mae:.3f} eV/A"
+        sampled = f" (a sample of {result.n_train_scored:,})" if result.n_train_scored < len(train) else ""
         click.echo(
-            f"{name}: train MAE {result.train_metrics.energy_mae:.1f}, test MAE {m.energy_mae:.1f} meV/atom "
+            f"{name}: train MAE {result.train_metrics.energy_mae:.1f}{sampled}, test MAE {m.energy_mae:.1f} meV/atom "
             f"(RMSE {m.energy_rmse:.1f}){force}; trained in {result.train_seconds:.1f} s"
         )
         doc.pop("parity", None)

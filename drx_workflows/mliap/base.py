@@ -25,7 +25,7 @@ from drx_workflows.mliap.data import Configuration
 @dataclass
 class Prediction:
     energy: float  # total energy of the cell, eV
-    forces: np.ndarray  # (N, 3) eV/Angstrom
+    forces: np.ndarray | None  # (N, 3) eV/Angstrom; None from predict_energies
     uncertainty: float | None = None  # eV/atom, from backends that estimate it (delta: ensemble spread)
     # the structure as the model sees it (delta: its base's crystal feature): active learning's diversity
     descriptor: np.ndarray | None = None
@@ -65,6 +65,11 @@ class Potential(ABC):
     @abstractmethod
     def predict(self, configs: list[Configuration]) -> list[Prediction]:
         """Energies and forces of ``configs`` (their reference labels are ignored)."""
+
+    def predict_energies(self, configs: list[Configuration]) -> list[Prediction]:
+        """Energies (with uncertainty and descriptor where the backend has them) for scoring many
+        structures; backends that can skip the forces' cost override this, and their forces are None."""
+        return self.predict(configs)
 
     @abstractmethod
     def save(self, directory: str | os.PathLike) -> Path:

@@ -59,10 +59,10 @@ def rankable_configs(potential, docs) -> tuple[list, dict[str, str]]:
 
 
 def predict_in_chunks(potential, configs):
-    """(configuration, prediction) pairs, predicted CHUNK structures at a time."""
+    """(configuration, energy-only prediction) pairs, CHUNK structures at a time: ranking needs no forces."""
     for start in range(0, len(configs), CHUNK):
         chunk = configs[start : start + CHUNK]
-        yield from zip(chunk, potential.predict(chunk))
+        yield from zip(chunk, potential.predict_energies(chunk))
 
 
 def rank_rows(potential, docs) -> tuple[list[dict], dict[str, str]]:

@@ -130,13 +130,15 @@ class DeltaPotential(Potential):
                 f"elements ({' '.join(elements)}); need at least one structure per element"
             )
         torch_threads()
-        evals = base.evaluate(train)
+        # energies and features only: the base's forces enter the fit only through the force term
+        evals = base.evaluate(train, forces=False)
         jacobians = {}
         if hp["residual"] == "heads" and float(hp["force_weight"]) > 0 and int(hp["force_structures"]) > 0:
             rng = np.random.default_rng(int(hp["seed"]))
             pick = sorted(rng.choice(len(train), size=min(len(train), int(hp["force_structures"])), replace=False))
             for i, r in zip(pick, base.evaluate([train[i] for i in pick], jacobian=True)):
                 jacobians[int(i)] = r["jacobian"]
+                evals[int(i)] = r
         report = self.fit_from_base(train, evals, jacobians)
         report.details["base_seconds"] = time.perf_counter() - t0 - report.seconds
         if warm_start is not None:
@@ -247,26 +249,30 @@ class DeltaPotential(Potential):
             "final_loss": last,
         }
 
-    def _evaluate(self, configs, stress=False):
+    def _evaluate(self, configs, stress=False, forces=True):
         check_configurations(configs, self.base.covers, self.hyperparameters["base"], "input")
         self._check_trained(configs)
         torch_threads()
         if self.heads is not None:
             self.heads.module.eval()
-        evals = self.base.evaluate(configs, head=self.heads, stress=stress)
+        evals = self.base.evaluate(configs, head=self.heads, stress=stress, forces=forces)
         shift = self._composition(configs) @ self.shifts
         return evals, shift
 
-    def predict(self, configs: list[Configuration]) -> list[Prediction]:
+    def predict(self, configs: list[Configuration], forces: bool = True) -> list[Prediction]:
         if not configs:
             return []
-        evals, shift = self._evaluate(configs)
+        evals, shift = self._evaluate(configs, forces=forces)
         out = []
         for r, s in zip(evals, shift):
             spread = float(np.std(r["head"])) if "head" in r and len(r["head"]) > 1 else None
-            out.append(Prediction(energy=r["energy"] + float(s), forces=r["forces"], uncertainty=spread,
+            out.append(Prediction(energy=r["energy"] + float(s), forces=r.get("forces"), uncertainty=spread,
                                   descriptor=r.get("feature")))
         return out
+
+    def predict_energies(self, configs: list[Configuration]) -> list[Prediction]:
+        """Energies, spreads and features without the base's backward pass (~3x faster): for ranking."""
+        return self.predict(configs, forces=False)
 
     def predict_stress(self, config: Configuration) -> np.ndarray:
         """Stress (eV/A^3, ASE sign) as the strain derivative of the same energy, by autograd."""

@@ -68,11 +68,21 @@ class SevennetBase:
         atoms = Atoms(config.species, positions=config.positions, cell=config.cell, pbc=True)
         return self._graph_data.from_numpy_dict(self._to_graph(atoms, self.cutoff, with_shift=False))
 
-    def evaluate(self, configs: list[Configuration], head=None, stress: bool = False, jacobian: bool = False):
+    def evaluate(self, configs: list[Configuration], head=None, stress: bool = False, jacobian: bool = False,
+                 forces: bool = True):
         """The same records as ``ChgnetBase.evaluate``: ``energy``, ``forces``, ``feature``,
-        ``stress`` (3x3, eV/A^3, ASE sign) and ``head`` (each member's per-atom residual)."""
+        ``stress`` (3x3, eV/A^3, ASE sign) and ``head`` (each member's per-atom residual); ``forces=False``
+        stops before ``force_output`` and builds no autograd graph."""
         if jacobian:
             raise DrxError("delta: residual forces through feature Jacobians (force_weight) need the chgnet base")
+        if not forces:
+            if stress:
+                raise DrxError("delta: stress needs forces=True")
+            with self.torch.no_grad():
+                return self._evaluate(configs, head, False, False)
+        return self._evaluate(configs, head, stress, True)
+
+    def _evaluate(self, configs, head, stress, forces):
         key = self.keys
         results = []
         for config in configs:
@@ -85,12 +95,12 @@ class SevennetBase:
                     members = head(feature[None, :], [config.species])  # (1, K) eV/atom
                     total = data[key.PRED_TOTAL_ENERGY]
                     data[key.PRED_TOTAL_ENERGY] = total + (members.mean(1).sum() * config.n_atoms).to(total.dtype)
+                if name == _FORCES and not forces:
+                    break
                 data = module(data)
-            r = {
-                "energy": float(data[key.PRED_TOTAL_ENERGY].detach().sum()),
-                "forces": data[key.PRED_FORCE].detach().numpy().astype(float)[: config.n_atoms],
-                "feature": feature.detach().numpy().astype(float),
-            }
+            r = {"energy": float(data[key.PRED_TOTAL_ENERGY].detach().sum()), "feature": feature.detach().numpy().astype(float)}
+            if forces:
+                r["forces"] = data[key.PRED_FORCE].detach().numpy().astype(float)[: config.n_atoms]
             if stress:
                 # sevenn's virial stress order xx yy zz xy yz zx, positive under compression
                 xx, yy, zz, xy, yz, zx = (-data[key.PRED_STRESS].detach().numpy().astype(float)).reshape(6)
