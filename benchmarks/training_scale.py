@@ -222,6 +222,8 @@ def measure(n: int, backend: str, workdir: Path, overrides: list[str], timeout_s
             raise SystemExit(f"import of {data} failed: {r.stderr.strip()[-500:]}")
     metrics = workdir / f"{backend}_{tag}.json"
     cmd = [*DRX, "--store", store, "train", "--slice", f"scale{n}", "--backend", backend, "--json", metrics]
+    # the settings of this backend: "backend.key=value" of others would be refused by drx train
+    overrides = [o for o in overrides if "." not in o.split("=", 1)[0] or o.startswith(backend + ".")]
     for o in overrides:
         cmd += ["--set", o]
     code, seconds, peak_gb = _run_measured(cmd, workdir / f"{backend}_{tag}.log", timeout_s)
@@ -238,6 +240,12 @@ def measure(n: int, backend: str, workdir: Path, overrides: list[str], timeout_s
     return row
 
 
+def _settings(row: dict) -> str:
+    """The row's line in the plot: its backend and the settings it ran with (delta on each base apart)."""
+    overrides = [o.split(".", 1)[-1] if o.startswith(row["backend"] + ".") else o for o in row.get("overrides", [])]
+    return row["backend"] + (f" ({', '.join(overrides)})" if overrides else "")
+
+
 def plot(rows: list[dict], out: Path) -> None:
     import matplotlib
 
@@ -245,15 +253,15 @@ def plot(rows: list[dict], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(10, 4))
-    for backend in sorted({r["backend"] for r in rows}):
+    for backend in sorted({_settings(r) for r in rows}):
         ok = sorted((r["n"], r["wall_seconds"], r["peak_rss_gb"]) for r in rows
-                    if r["backend"] == backend and r["exit_code"] == 0)
+                    if _settings(r) == backend and r["exit_code"] == 0)
         if not ok:
             continue
         n, t, m = zip(*ok)
         line, = ax_t.loglog(n, np.array(t) / 60, "o-", label=backend)
         ax_m.loglog(n, m, "o-", color=line.get_color(), label=backend)
-        stand_in = [(r["n"], r["wall_seconds"], r["peak_rss_gb"]) for r in rows if r["backend"] == backend
+        stand_in = [(r["n"], r["wall_seconds"], r["peak_rss_gb"]) for r in rows if _settings(r) == backend
                     and r["exit_code"] == 0 and r.get("labels", "chgnet") != "chgnet"]
         for n_s, t_s, m_s in stand_in:  # hollow: stand-in labels (see --labels)
             ax_t.loglog([n_s], [t_s / 60], "o", mfc="white", color=line.get_color())
@@ -293,7 +301,7 @@ def main(argv=None) -> int:
         for backend in args.backends.split(","):
             row = measure(n, backend, args.workdir, args.overrides, args.timeout_min * 60, args.labels)
             print(json.dumps(row), flush=True)
-            rows = [r for r in rows if not (r["backend"] == backend and r["n"] == n
+            rows = [r for r in rows if not (r["backend"] == backend and r["n"] == n and _settings(r) == _settings(row)
                                             and r.get("labels", "chgnet") == args.labels)] + [row]
             args.results.write_text(json.dumps(rows, indent=1) + "\n")
     plot(rows, HERE / "training_scale.png")

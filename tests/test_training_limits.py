@@ -36,7 +36,7 @@ def test_snap_feature_counts_and_estimates():
     assert 0.5 < small.peak_gb < 4 and "1,984 features (4 elements" in small.what
     # the ridge fit keeps the normal matrix and its factor: two n_features-square float64 arrays
     assert big.peak_gb > 2 * 17112**2 * 8 / 1024**3 and "17,112 features" in big.what
-    assert estimate("mace", {}, configs) is None  # not modelled: the isolated process guards it
+    assert estimate("mtp", {}, configs) is None  # not modelled: the isolated process guards it
     assert 0 < worker_memory_gb() < 1e6
 
 
@@ -80,6 +80,28 @@ def test_ann_force_matrix_filled_by_chunks_equals_the_permuted_jacobian(monkeypa
     got = pot.force_matrix(conf, out=buffer[: 3 * n * n * f])
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
     assert torch.isnan(buffer[-5:]).all()  # nothing written past its share of the buffer
+
+
+def test_graph_network_estimates_grow_with_the_graphs_they_keep(monkeypatch):
+    from drx_workflows.mliap import memory
+
+    configs = read_xsf_dir(Path(__file__).resolve().parents[2] / "shared" / "data" / "drx_dft")[:20]
+    many = configs * 500
+    atoms = sum(c.n_atoms for c in configs)
+    delta = memory.estimate("delta", {"base": "sevenn-0"}, configs)
+    assert delta.peak_gb == memory.GRAPH_MODEL_GB[("delta", "sevenn-0")] and "sevenn-0" in delta.what
+    # delta builds its base's graphs a chunk at a time: the set's size does not matter
+    assert memory.estimate("delta", {}, many).peak_gb == memory.estimate("delta", {}, configs).peak_gb
+    for backend in ("finetune", "mace"):
+        small, big = memory.estimate(backend, {}, configs), memory.estimate(backend, {}, many)
+        assert big.peak_gb - small.peak_gb == pytest.approx(499 * atoms * memory.GRAPH_BYTES_PER_ATOM[backend] / 1024**3)
+        assert f"graphs of {500 * atoms:,} atoms" in big.what
+    monkeypatch.setattr(memory, "worker_memory_gb", lambda: 4.0)
+    fixed = memory.GRAPH_MODEL_GB[("finetune", "sevenn-l3i5")]
+    with pytest.raises(DrxError, match=rf'^finetune on 20 structures needs ~{fixed:.0f}\.\d GB .*this worker has 4\.0 GB; '
+                                       r'use --set finetune\.base="sevenn-0"'):
+        memory.check_fits("finetune", {}, configs)
+    assert memory.check_fits("delta", {"base": "chgnet"}, configs).peak_gb < 4.0
 
 
 def test_gap_estimates_follow_the_soap_length_and_the_atoms():

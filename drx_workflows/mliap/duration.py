@@ -38,14 +38,15 @@ GAP_PER_ATOM = 205.0 / 9426
 # mace (16 channels, L 0, 2 interactions, float32): ~10 s per epoch on 9,426 atoms
 MACE_PER_ATOM_EPOCH = 10.0 / 9426
 MACE_START_S = 60.0
-# one pass of a frozen universal potential, per atom (~32-atom cells): 7net-l3i5 ~1.3 s per structure,
-# 7net-0 ~0.26 s, CHGNet ~0.2 s; fine-tuning steps cost ~3.7x a pass (measured 4.8 / 0.9 s per structure)
-BASE_PASS_PER_ATOM = {"sevenn-l3i5": 1.3 / 32, "sevenn-0": 0.26 / 32, "chgnet": 0.2 / 32}
+# one pass of a frozen universal potential with forces, per atom: 7net-l3i5 ~1.3 s per 32-atom structure;
+# 7net-0 0.35 s and CHGNet 0.18 s per 35.3-atom structure (delta at 10,000, training_scale.py: the 2,000
+# cells predicted after training); fine-tuning steps cost 4.8 / 0.9 s per 32-atom structure
+BASE_PASS_PER_ATOM = {"sevenn-l3i5": 1.3 / 32, "sevenn-0": 0.35 / 35.3, "chgnet": 0.18 / 35.3}
 FINETUNE_STEP_PER_ATOM = {"sevenn-l3i5": 4.8 / 32, "sevenn-0": 0.9 / 32}
-# delta's fitting pass needs energies and features only (no backward pass): measured on 160 cells of
-# the 10,000-set, CHGNet 0.077 against 0.179 s per structure, 7net-0 0.116 against 0.307 (7net-l3i5 on
-# 24 cells, loaded: 0.40 against 2.1)
-BASE_ENERGY_ONLY_FRACTION = {"sevenn-l3i5": 0.3, "sevenn-0": 0.38, "chgnet": 0.43}
+# delta's fitting pass needs energies and features only (no backward pass): at 10,000 cells 7net-0 0.13 s
+# and CHGNet 0.11 s per structure against the 0.35 / 0.18 s above (7net-l3i5 on 24 cells, loaded: 0.40
+# against 2.1 s)
+BASE_ENERGY_ONLY_FRACTION = {"sevenn-l3i5": 0.3, "sevenn-0": 0.37, "chgnet": 0.62}
 DELTA_HEADS_S = 30.0
 # after training, `drx train` predicts the test cells (~11 % of the training set at a 90/10 split) and a
 # sample of at most TRAIN_SCORE_LIMIT training cells, both with forces; finetune's zero-shot pass and the

@@ -169,6 +169,13 @@ class MacePotential(Potential):
         d = Path(directory)
         meta = json.loads((d / _META).read_text())
         pot = cls(**meta["hyperparameters"])
-        pot._model_path = d / _MODEL
+        # a private copy: the folder loaded from is often temporary (the isolated training process's,
+        # a GridFS download), and the model file is read again when the potential is saved or used
+        pot._tmp = tempfile.TemporaryDirectory(prefix="drx-mace-")
+        pot._model_path = Path(pot._tmp.name) / _MODEL
+        try:
+            shutil.copy2(d / _MODEL, pot._model_path)
+        except OSError as exc:
+            raise DrxError(f"{d}: not a mace model folder ({exc})") from None
         pot._elements = meta["elements"]
         return pot

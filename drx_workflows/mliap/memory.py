@@ -3,10 +3,11 @@ with one line, before hours are spent and the kernel kills it.
 
 Estimated: SNAP/qSNAP from their shapes (the design-matrix blocks and the square matrix the blocked fit
 keeps, mliap.linear_fit), GAP from a measurement (QUIP's gap_fit keeps every training atom's SOAP
-vector and its gradients), and ann from its shapes (descriptors, and for force training every cell's
-descriptor Jacobian). mace, delta and finetune are not modelled; for them
-(and when an estimate is wrong) the isolated training process (mliap.isolated) turns a kill by the kernel
-into a one-line error.
+vector and its gradients), ann from its shapes (descriptors, and for force training every cell's
+descriptor Jacobian), and the graph-network backends (delta, finetune, mace) from measured peaks at two
+set sizes: a per-model part (weights and one batch's autograd graph) and a per-atom part (the graphs they
+keep). When an estimate is wrong the isolated training process (mliap.isolated) still turns a kill by the
+kernel into a one-line error.
 """
 
 from __future__ import annotations
@@ -31,6 +32,16 @@ GAP_BASE_GB = 0.2
 # for the largest cell's temporaries (measured 1.23 GB peak with 0.43 GB of Jacobians)
 ANN_BASE_GB = 0.6
 ANN_FORCE_TEMPORARIES_GB = 0.3
+
+# Peak RSS of `drx train`'s training process (training_scale.py, SNAP stand-in labels), fixed part in GB
+# and bytes per training atom: delta builds its base's graphs 256 cells at a time and keeps only
+# features, so it hardly grows (1.2 / 1.9 GB at 10,000 cells on 7net-0 / CHGNet); finetune keeps every
+# training cell's SevenNet graph (1.6 KB of tensors, ~1.0 KB of RSS per atom measured on 1,500 cells) and
+# one batch's second-derivative graph; mace keeps its whole dataset as graphs in its own process (1-epoch
+# runs on 300 / 1,000 cells of 35 atoms: 0.88 / 0.96 GB, ~3.8 KB per atom).
+GRAPH_MODEL_GB = {("delta", "sevenn-l3i5"): 3.9, ("delta", "sevenn-0"): 2.0, ("delta", "chgnet"): 1.6,
+                  ("finetune", "sevenn-l3i5"): 10.4, ("finetune", "sevenn-0"): 7.5, ("mace", None): 1.7}
+GRAPH_BYTES_PER_ATOM = {"delta": 0.0, "finetune": 1.6e3, "mace": 4e3}
 
 
 @dataclass(frozen=True)
@@ -116,9 +127,20 @@ def _ann(hp: dict, configs: list) -> MemoryEstimate:
     return MemoryEstimate("ann", len(configs), peak, what)
 
 
+def _graph_model(backend: str, hp: dict, configs: list) -> MemoryEstimate:
+    model = None if backend == "mace" else str(hp["base"])
+    fixed = GRAPH_MODEL_GB.get((backend, model), max(v for (b, _), v in GRAPH_MODEL_GB.items() if b == backend))
+    atoms = sum(c.n_atoms for c in configs)
+    peak = fixed + atoms * GRAPH_BYTES_PER_ATOM[backend] / GB
+    what = f"{model or 'the model'} and one batch ({fixed:.1f} GB measured)"
+    if GRAPH_BYTES_PER_ATOM[backend]:
+        what += f" + graphs of {atoms:,} atoms"
+    return MemoryEstimate(backend, len(configs), peak, what)
+
+
 def estimate(backend: str, hyperparameters: dict, configs: list) -> MemoryEstimate | None:
     """Peak memory of training ``backend`` on ``configs``; None where it is not modelled."""
-    if backend not in ("snap", "qsnap", "gap", "ann") or not configs:
+    if backend not in ("snap", "qsnap", "gap", "ann", "delta", "finetune", "mace") or not configs:
         return None
     from drx_workflows.mliap.base import backend_class
 
@@ -127,6 +149,8 @@ def estimate(backend: str, hyperparameters: dict, configs: list) -> MemoryEstima
         return _gap(hp, configs)
     if backend == "ann":
         return _ann(hp, configs)
+    if backend in ("delta", "finetune", "mace"):
+        return _graph_model(backend, hp, configs)
     elements = len({s for c in configs for s in c.species})
     n_f = snap_features(elements, hp["twojmax"], backend == "qsnap")
     block_rows = max(1, int(float(hp["block_mb"]) * 2**20 / (8 * n_f)))
@@ -151,6 +175,9 @@ def check_fits(backend: str, hyperparameters: dict, configs: list) -> MemoryEsti
     if est.peak_gb > have:
         shrink = {"gap": 'gap.soap_extra="Z_mix=T R_mix=T K=8" (compressed SOAP), fewer structures',
                   "ann": "ann.force_weight=0 (energy-only training keeps no Jacobians), fewer structures",
+                  "delta": 'delta.base="sevenn-0" (a smaller base)',
+                  "finetune": 'finetune.base="sevenn-0" (a smaller base) or finetune.batch_size=… (fewer cells per step)',
+                  "mace": "mace.batch_size=… or fewer structures",
                   }.get(backend, f"{backend}.twojmax=… (fewer features)")
         raise DrxError(f"{backend} on {est.n_structures:,} structures needs ~{est.peak_gb:.1f} GB "
                        f"({est.what}), this worker has {have:.1f} GB; use --set {shrink} or a larger node")

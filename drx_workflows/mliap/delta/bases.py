@@ -77,6 +77,7 @@ class ChgnetBase:
 
     # Memory grows with the number of bond pairs (angles) in a batch, not with the number of cells.
     ANGLES_PER_BATCH = 40_000
+    GRAPH_CHUNK = 256
 
     def _batches(self, graphs):
         start = 0
@@ -96,13 +97,18 @@ class ChgnetBase:
         ``feature`` (crystal feature), ``jacobian`` (N, 3, F: d feature / d positions), ``head`` (per-atom
         residual energy of each ensemble member).  ``forces=False``: energies and features only, without
         the backward pass (fitting needs no base forces: ~40 % of a pass saved)."""
-        torch = self.torch
-        if not forces:
-            if stress or jacobian:
-                raise DrxError("delta: stress and Jacobians need forces=True")
-            with torch.no_grad():
-                return self._evaluate(configs, head, False, False, False)
-        return self._evaluate(configs, head, stress, jacobian, True)
+        if not forces and (stress or jacobian):
+            raise DrxError("delta: stress and Jacobians need forces=True")
+        results = []
+        # graphs are built per chunk: all of a 10,000-cell set's at once would hold ~1 GB
+        for start in range(0, len(configs), self.GRAPH_CHUNK):
+            chunk = configs[start : start + self.GRAPH_CHUNK]
+            if forces:
+                results += self._evaluate(chunk, head, stress, jacobian, True)
+            else:
+                with self.torch.no_grad():
+                    results += self._evaluate(chunk, head, False, False, False)
+        return results
 
     def _evaluate(self, configs, head, stress, jacobian, forces):
         torch = self.torch
