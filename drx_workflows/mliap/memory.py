@@ -4,9 +4,8 @@ with one line, before hours are spent and the kernel kills it.
 Estimated: SNAP/qSNAP from their shapes (the design-matrix blocks and the square matrix the blocked fit
 keeps, mliap.linear_fit), GAP from a measurement (QUIP's gap_fit keeps every training atom's SOAP
 vector and its gradients), ann from its shapes (descriptors, and for force training every cell's
-descriptor Jacobian), and the graph-network backends (delta, finetune, mace) from measured peaks at two
-set sizes: a per-model part (weights and one batch's autograd graph) and a per-atom part (the graphs they
-keep). When an estimate is wrong the isolated training process (mliap.isolated) still turns a kill by the
+descriptor Jacobian), and the graph-network backends (delta, finetune, mace) from measurements: a
+measured peak per model (weights and one batch's autograd graph) plus the graphs they keep per atom. When an estimate is wrong the isolated training process (mliap.isolated) still turns a kill by the
 kernel into a one-line error.
 """
 
@@ -33,13 +32,13 @@ GAP_BASE_GB = 0.2
 ANN_BASE_GB = 0.6
 ANN_FORCE_TEMPORARIES_GB = 0.3
 
-# Peak RSS of `drx train`'s training process (training_scale.py, SNAP stand-in labels), fixed part in GB
-# and bytes per training atom: delta builds its base's graphs 256 cells at a time and keeps only
+# Peak RSS of `drx train`'s training process, fixed part in GB (the larger of the README split's 295 cells
+# and, for delta, training_scale.py's 10,000) and bytes per training atom: delta builds its base's graphs 256 cells at a time and keeps only
 # features, so it hardly grows (1.2 / 1.9 GB at 10,000 cells on 7net-0 / CHGNet); finetune keeps every
 # training cell's SevenNet graph (1.6 KB of tensors, ~1.0 KB of RSS per atom measured on 1,500 cells) and
 # one batch's second-derivative graph; mace keeps its whole dataset as graphs in its own process (1-epoch
 # runs on 300 / 1,000 cells of 35 atoms: 0.88 / 0.96 GB, ~3.8 KB per atom).
-GRAPH_MODEL_GB = {("delta", "sevenn-l3i5"): 3.9, ("delta", "sevenn-0"): 2.0, ("delta", "chgnet"): 1.6,
+GRAPH_MODEL_GB = {("delta", "sevenn-l3i5"): 3.9, ("delta", "sevenn-0"): 2.0, ("delta", "chgnet"): 1.9,
                   ("finetune", "sevenn-l3i5"): 10.4, ("finetune", "sevenn-0"): 7.5, ("mace", None): 1.7}
 GRAPH_BYTES_PER_ATOM = {"delta": 0.0, "finetune": 1.6e3, "mace": 4e3}
 
