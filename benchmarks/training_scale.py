@@ -211,7 +211,7 @@ def _run_measured(cmd: list, log: Path, timeout_s: float) -> tuple[int, float, f
 
 
 def measure(n: int, backend: str, workdir: Path, overrides: list[str], timeout_s: float,
-            labels: str = "chgnet") -> dict:
+            labels: str = "chgnet", max_minutes: float | None = None) -> dict:
     data = build_set(n, labels=labels)
     tag = f"{n}{LABEL_SUFFIX[labels]}"
     store = workdir / f"store_{tag}.json"
@@ -226,9 +226,11 @@ def measure(n: int, backend: str, workdir: Path, overrides: list[str], timeout_s
     overrides = [o for o in overrides if "." not in o.split("=", 1)[0] or o.startswith(backend + ".")]
     for o in overrides:
         cmd += ["--set", o]
+    if max_minutes is not None:  # drx train refuses, in one line, a run its time estimate says is longer
+        cmd += ["--max-minutes", str(max_minutes)]
     code, seconds, peak_gb = _run_measured(cmd, workdir / f"{backend}_{tag}.log", timeout_s)
     row = {"backend": backend, "n": n, "labels": labels, "exit_code": code, "wall_seconds": round(seconds, 1),
-           "peak_rss_gb": round(peak_gb, 2), "overrides": overrides}
+           "peak_rss_gb": round(peak_gb, 2), "overrides": overrides, "max_minutes": max_minutes}
     if code == 0 and metrics.exists():
         m = json.loads(metrics.read_text())
         m = m[0] if isinstance(m, list) else m
@@ -236,7 +238,9 @@ def measure(n: int, backend: str, workdir: Path, overrides: list[str], timeout_s
         row.update(train_seconds=m.get("train_seconds"), energy_mae_mev_atom=test.get("energy_mae"),
                    force_mae_ev_a=test.get("force_mae"), n_train=m.get("n_train"))
     else:
-        row["error"] = (workdir / f"{backend}_{tag}.log").read_text()[-600:]
+        log = (workdir / f"{backend}_{tag}.log").read_text()
+        refusal = [line for line in log.splitlines() if line.startswith("drx: error:")]
+        row["error"] = refusal[-1] if code == 2 and refusal else log[-600:]
     return row
 
 
@@ -288,6 +292,7 @@ def main(argv=None) -> int:
                     help="chgnet (the surrogate's model), or snap: a SNAP fitted to the largest cached CHGNet set "
                          "labels new perturbed cells in minutes (for sizes CHGNet would take hours to label)")
     ap.add_argument("--results", type=Path, default=RESULTS, help="JSON merged over runs (one per concurrent run)")
+    ap.add_argument("--max-minutes", type=float, help="passed to drx train: runs estimated longer are refused (recorded)")
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -299,7 +304,7 @@ def main(argv=None) -> int:
     rows = [r for r in previous]
     for n in sizes:
         for backend in args.backends.split(","):
-            row = measure(n, backend, args.workdir, args.overrides, args.timeout_min * 60, args.labels)
+            row = measure(n, backend, args.workdir, args.overrides, args.timeout_min * 60, args.labels, args.max_minutes)
             print(json.dumps(row), flush=True)
             rows = [r for r in rows if not (r["backend"] == backend and r["n"] == n and _settings(r) == _settings(row)
                                             and r.get("labels", "chgnet") == args.labels)] + [row]

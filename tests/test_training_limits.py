@@ -2,6 +2,7 @@
 anyway is a one-line error (its firework FIZZLED with the reason), not a silent death."""
 
 import os
+import re
 import shutil
 import signal
 import threading
@@ -118,6 +119,22 @@ def test_gap_estimates_follow_the_soap_length_and_the_atoms():
     assert 5 < compressed.peak_gb < 9  # measured: 6.6 GB on the 295 training cells
     assert full.peak_gb > 150  # the study's settings: far beyond any node
     assert estimate("gap", {"cutoff": 10.0, "soap_extra": "Z_mix=T R_mix=T K=8"}, sane).peak_gb > 7 * compressed.peak_gb
+
+
+def test_compressed_gap_refusal_says_how_many_structures_fit(monkeypatch):
+    from drx_workflows.mliap import memory
+
+    sane = read_xsf_dir(Path(__file__).resolve().parents[2] / "shared" / "data" / "drx_dft")
+    extra = {"soap_extra": "Z_mix=T R_mix=T K=8"}
+    peak = memory.estimate("gap", extra, sane).peak_gb
+    monkeypatch.setattr(memory, "worker_memory_gb", lambda: 2.0)
+    with pytest.raises(DrxError, match=r"use fewer structures \(~(\d+) of these fit\) or a larger node$") as info:
+        memory.check_fits("gap", extra, sane)
+    fit = int(re.search(r"~(\d+) of these fit", str(info.value)).group(1))
+    assert fit == int(len(sane) * (2.0 - memory.GAP_BASE_GB) / (peak - memory.GAP_BASE_GB))
+    assert memory.estimate("gap", extra, sane[:fit]).peak_gb <= 2.0 * 1.1  # cells differ in size
+    with pytest.raises(DrxError, match="compressed SOAP"):  # not compressed yet: the first thing to try
+        memory.check_fits("gap", {}, sane)
 
 
 def test_drx_train_refuses_in_one_line_what_cannot_fit(xsf12, tmp_path):

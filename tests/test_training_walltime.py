@@ -2,6 +2,7 @@
 stopped by the walltime's SIGTERM anyway ends as a one-line error (its firework FIZZLED), not a RUNNING ghost."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 from conftest import run_drx, wait_for_training_child
 from drx_drill import clean_env, wait_for_jobs
 
+from drx_workflows.errors import DrxError
 from drx_workflows.mliap.data import read_xsf_dir
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "drx_dft"
@@ -68,6 +70,42 @@ def test_outside_a_queue_job_nothing_is_refused_for_time(monkeypatch):
     monkeypatch.delenv("PBS_JOBID", raising=False)
     assert walltime_left_seconds() is None
     assert check_time("ann", {"epochs": 10**8}, read_xsf_dir(SAMPLE)[:5]).seconds > 3600
+
+
+def test_max_minutes_is_a_walltime_of_ones_own(monkeypatch, tmp_path):
+    from drx_workflows.mliap import duration
+
+    configs = read_xsf_dir(SAMPLE)[:5]
+    long = {"epochs": 10**6}
+    monkeypatch.setattr(duration, "walltime_left_seconds", lambda: None)
+    with pytest.raises(DrxError, match=r"^ann on 5 structures needs ~\d[\d,]* min .*more than --max-minutes 2; "
+                                       r"use --set ann\.epochs=…, fewer structures, or a larger --max-minutes$"):
+        duration.check_time("ann", long, configs, max_seconds=120)
+    assert duration.check_time("ann", long, configs, max_seconds=10**7).seconds > 120
+    # inside a queue job the shorter of the two counts
+    monkeypatch.setattr(duration, "walltime_left_seconds", lambda: 59.0)
+    with pytest.raises(DrxError, match="this job has 59 s of walltime left"):
+        duration.check_time("ann", long, configs, max_seconds=10**7)
+    monkeypatch.setattr(duration, "walltime_left_seconds", lambda: 10.0**7)
+    with pytest.raises(DrxError, match="more than --max-minutes 2;"):
+        duration.check_time("ann", long, configs, max_seconds=120)
+
+    # through the command line: refused in one line before any backend starts
+    monkeypatch.undo()
+    xsf = tmp_path / "xsf"
+    xsf.mkdir()
+    for f in sorted(SAMPLE.glob("*.xsf"))[:12]:
+        shutil.copy(f, xsf)
+    store = tmp_path / "s.json"
+    assert run_drx("--store", store, "import", xsf, "--name", "g", "--test-fraction", "0.25", cwd=tmp_path).returncode == 0
+    r = run_drx("--store", store, "train", "--slice", "g", "--backend", "snap,ann", "--set", "ann.epochs=2000000",
+                "--max-minutes", "1", cwd=tmp_path)
+    assert r.returncode == 2 and "training" not in r.stdout, r.stdout + r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("drx: error: ann on 9 structures needs ~"), r.stderr
+    assert "more than --max-minutes 1;" in lines[0]
+    r = run_drx("--store", store, "train", "--slice", "g", "--backend", "snap", "--max-minutes", "0", cwd=tmp_path)
+    assert r.returncode == 2 and "--max-minutes" in r.stderr
 
 
 @pytest.mark.slow

@@ -48,9 +48,11 @@ def import_cmd(ctx, path, name, test_fraction, seed):
               help="With --grid: share of the training split (per n-TM) that scores the points.")
 @click.option("--launch", "launch_now", is_flag=True,
               help="With --grid: run the grid fireworks now in this process (else: drx launch, rlaunch or qlaunch).")
+@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True),
+              help="Refuse, before any starts, a run whose time estimate is longer (as a queue job's walltime does).")
 @click.pass_context
 def train_cmd(ctx, slice_name, backends, test_slice, target, overrides, frames, with_references, json_path, grid_file,
-              validation_fraction, launch_now):
+              validation_fraction, launch_now, max_minutes):
     """Train potentials on a slice, evaluate them, and store models and metrics.
 
     With --grid, submit a hyperparameter grid search as parallel fireworks: each point trains
@@ -66,6 +68,8 @@ def train_cmd(ctx, slice_name, backends, test_slice, target, overrides, frames, 
     if grid_file:
         if with_references:
             raise DrxError("--with-references does not go with --grid (the grid points score the slice alone)")
+        if max_minutes is not None:
+            raise DrxError("--max-minutes does not go with --grid (its points run as fireworks, under their queue's walltime)")
         _grid(ctx, slice_name, grid_file, names, target, frames, validation_fraction, launch_now, overrides, test_slice)
         return
     if launch_now:
@@ -80,7 +84,7 @@ def train_cmd(ctx, slice_name, backends, test_slice, target, overrides, frames, 
         test = slice_data(store, test_slice, frames=frames).test
     estimates = {}
     for name in names:  # every run that cannot fit this worker (memory, walltime) is refused before any starts
-        mem, wall = check_budget(name, params[name], train)
+        mem, wall = check_budget(name, params[name], train, None if max_minutes is None else 60.0 * max_minutes)
         estimates[name] = ", ".join(
             ([f"~{minutes_text(wall.seconds)}"] if wall else []) + ([f"~{mem.peak_gb:.1f} GB"] if mem else []))
     results = []

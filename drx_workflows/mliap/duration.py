@@ -211,25 +211,30 @@ def minutes_text(seconds: float) -> str:
     return f"{seconds / 60:,.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
-def check_time(backend: str, hyperparameters: dict, configs: list) -> TimeEstimate | None:
-    """Refuse, in one line, a training whose estimated time exceeds this queue job's walltime left."""
+def check_time(backend: str, hyperparameters: dict, configs: list, max_seconds: float | None = None) -> TimeEstimate | None:
+    """Refuse, in one line, a training whose estimated time exceeds this queue job's walltime left or the
+    user's own limit (``drx train --max-minutes``), whichever is shorter."""
     est = estimate_seconds(backend, hyperparameters, configs)
     if est is None:
         return None
     left = walltime_left_seconds()
+    if max_seconds is not None and (left is None or max_seconds < left):
+        limit, bigger = f"more than --max-minutes {max_seconds / 60:g}", "a larger --max-minutes"
+        left = max_seconds
+    else:
+        limit, bigger = f"this job has {minutes_text(max(left or 0.0, 0.0))} of walltime left", "a longer walltime"
     if left is not None and est.seconds > left:
-        shrink = {"ann": "ann.epochs=…", "mace": "mace.max_num_epochs=…", "finetune": "finetune.time_limit=…",
-                  "delta": 'delta.base="sevenn-0" (a faster base)', "gap": "gap.n_sparse=…"}.get(
+        shrink = {"ann": "ann.epochs=…", "mace": "mace.max_num_epochs=…", "finetune": 'finetune.base="sevenn-0" (a faster base), finetune.time_limit=…',
+                  "delta": 'delta.base="chgnet" (a faster base)', "gap": "gap.n_sparse=…"}.get(
                       backend, f"{backend}.twojmax=… (fewer features)")
         raise DrxError(f"{backend} on {est.n_structures:,} structures needs ~{minutes_text(est.seconds)} ({est.what}), "
-                       f"this job has {minutes_text(max(left, 0.0))} of walltime left; use --set {shrink}, fewer "
-                       "structures, or a longer walltime")
+                       f"{limit}; use --set {shrink}, fewer structures, or {bigger}")
     return est
 
 
-def check_budget(backend: str, hyperparameters: dict, configs: list):
-    """Memory (mliap.memory.check_fits) and walltime checks of one training run, in that order; both estimates."""
+def check_budget(backend: str, hyperparameters: dict, configs: list, max_seconds: float | None = None):
+    """Memory (mliap.memory.check_fits) and time (check_time) checks of one training run, in that order; both estimates."""
     from drx_workflows.mliap.memory import check_fits
 
     memory = check_fits(backend, hyperparameters, configs)
-    return memory, check_time(backend, hyperparameters, configs)
+    return memory, check_time(backend, hyperparameters, configs, max_seconds)

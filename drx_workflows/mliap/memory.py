@@ -178,7 +178,12 @@ def check_fits(backend: str, hyperparameters: dict, configs: list) -> MemoryEsti
                   "finetune": 'finetune.base="sevenn-0" (a smaller base) or finetune.batch_size=… (fewer cells per step)',
                   "mace": "mace.batch_size=… or fewer structures",
                   }.get(backend, f"{backend}.twojmax=… (fewer features)")
+        use = f"--set {shrink}"
+        if backend == "gap" and str(hyperparameters.get("soap_extra") or "").strip():
+            # already compressed: only the number of atoms is left to cut
+            fit = int(len(configs) * (have - GAP_BASE_GB) / (est.peak_gb - GAP_BASE_GB))
+            use = f"fewer structures (~{fit:,} of these fit)"
         raise DrxError(f"{backend} on {est.n_structures:,} structures needs ~{est.peak_gb:.1f} GB "
-                       f"({est.what}), this worker has {have:.1f} GB; use --set {shrink} or a larger node")
+                       f"({est.what}), this worker has {have:.1f} GB; use {use} or a larger node")
     return est
 
