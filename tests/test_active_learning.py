@@ -174,3 +174,47 @@ def test_drx_submit_active_without_a_training_slice_is_one_line(tmp_path):
         assert r.returncode == 2 and r.stderr.strip() == \
             "drx: error: --active goes with --slice and --train (it chooses after each training)"
     assert not (tmp_path / "s.json").exists()
+
+
+class _ShapeDescriptor:
+    """A stand-in potential for choose's plumbing: the descriptor is the cell's sorted distances from its centre."""
+
+    elements: list = []
+
+    def __init__(self):
+        self.scored: list[str] = []
+
+    def predict_energies(self, configs):
+        from drx_workflows.mliap.base import Prediction
+
+        self.scored += [c.id for c in configs]
+        return [Prediction(energy=0.0, forces=None, descriptor=_shape(c.positions)) for c in configs]
+
+
+def _shape(positions):
+    p = np.asarray(positions, dtype=float)
+    return np.sort(np.linalg.norm(p - p.mean(0), axis=1))[:4]
+
+
+def test_representative_selection_scores_the_members_and_picks_as_the_strategy_says(fresh_store):
+    from drx_workflows.enumeration.records import structure_from_doc
+    from drx_workflows.pipeline.training.active import candidate_docs, choose
+    from drx_workflows.selection.strategies import select
+
+    store = fresh_store
+    _, state = _slice_with_pool(store)
+    potential = _ShapeDescriptor()
+    picks, skipped = choose(store, state, potential, ActiveRequest(2, 1, "representative", seed=3), after=1)
+    members = list(store.structures.find({"drx_id": {"$in": state.train_ids}}, {"_id": 0}))
+    pool = candidate_docs(store, state)
+    # the training members are scored beside the candidates: the clusters they fall in count as covered
+    assert skipped == 0 and sorted(potential.scored) == sorted(d["drx_id"] for d in members + pool)
+    docs = members + pool
+    structures = [structure_from_doc(d) for d in docs]
+    elements = sorted({s.specie.symbol for st in structures for s in st})
+    x = np.array([np.concatenate([_shape(st.cart_coords),
+                                  [sum(s.specie.symbol == e for s in st) / len(st) for e in elements]])
+                  for st in structures])
+    expected = select("representative", 2, list(range(len(members))), list(range(len(members), len(docs))), x, seed=3 + 1)
+    assert picks == [docs[i]["drx_id"] for i in expected]
+    assert not set(picks) & set(state.drx_ids)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from drx_workflows.errors import DrxError
+from drx_workflows.selection import strategies
 from drx_workflows.selection.strategies import (
     STRATEGIES,
     farthest_points,
@@ -70,6 +71,42 @@ def test_cluster_uncertainty_takes_the_most_uncertain_of_each_cluster():
     assert sorted(picks) == [3, 11, 25]
     # plain uncertainty takes blob 1 twice and misses blob 0
     assert sorted(select("uncertainty", 3, [], list(range(30)), x, spread)) == [11, 17, 25]
+
+
+def _most_typical(z, members, k=10):
+    """Brute force: the member with the smallest mean distance to its k nearest other members."""
+    k = min(k, len(members) - 1)
+    def mean_nn(i):
+        return np.mean(sorted(np.linalg.norm(z[i] - z[j]) for j in members if j != i)[:k])
+    return sorted(members, key=mean_nn)
+
+
+def test_representative_takes_the_densest_member_of_the_largest_unlabelled_clusters():
+    rng = np.random.default_rng(5)
+    sizes = {"a": 20, "b": 14, "c": 6}
+    centres = {"a": (0, 0), "b": (40, 0), "c": (0, 40)}
+    x = np.vstack([np.array(centres[b]) + rng.normal(scale=1.0, size=(sizes[b], 2)) for b in sizes])
+    blob = {"a": list(range(0, 20)), "b": list(range(20, 34)), "c": list(range(34, 40))}
+    labelled = [0]  # blob a is represented
+    pool = [i for i in range(40) if i not in labelled]
+    z = standardised(x)
+    picks = select("representative", 2, labelled, pool, x, seed=0)
+    # three clusters (1 labelled + 2 picks): b (larger) then c, each by its most typical member
+    assert picks == [_most_typical(z, blob["b"])[0], _most_typical(z, blob["c"])[0]]
+    assert picks == select("representative", 2, labelled, pool, x, seed=0)
+
+
+def test_representative_reuses_clusters_past_the_cluster_limit(monkeypatch):
+    rng = np.random.default_rng(6)
+    x = np.vstack([rng.normal(scale=1.0, size=(10, 2)), (50, 0) + rng.normal(scale=1.0, size=(8, 2))])
+    a = list(range(10))  # blob b is 10..17
+    labelled = [0, 10, 11, 12]
+    pool = [i for i in range(18) if i not in labelled]
+    monkeypatch.setattr(strategies, "MAX_CLUSTERS", 2)
+    picks = select("representative", 3, labelled, pool, x, seed=0)
+    # a holds 1 labelled, b 3: a gets picks until both hold 3, then a again (the larger cluster)
+    z = standardised(x)
+    assert picks == _most_typical(z, [i for i in a if i in pool])[:3]
 
 
 def test_a_small_pool_is_taken_whole_and_bad_requests_are_one_line_errors():

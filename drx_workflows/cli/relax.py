@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from drx_workflows.errors import DrxError
+from drx_workflows.selection.strategies import STRATEGIES
 
 
 def _store(ctx):
@@ -75,7 +76,7 @@ def _parse_query(text):
                    "their relaxations and the next training join the workflow by themselves.")
 @click.option("--rounds", type=int, default=3, show_default=True, help="With --active: rounds of selection at most.")
 @click.option("--strategy", default="cluster-uncertainty", show_default=True,
-              type=click.Choice(["random", "uncertainty", "diversity", "cluster-uncertainty"]),
+              type=click.Choice(STRATEGIES),
               help="With --active: how the next structures are chosen.")
 @click.option("--min-improvement", type=float, default=0.0, show_default=True,
               help="With --active: stop when a generation's test energy MAE fell by less than this fraction.")

@@ -10,7 +10,12 @@ real-data benchmark and the workflow's selection firework:
 
 Strategies: ``random`` (the study's way), ``uncertainty`` (largest spread first), ``diversity``
 (farthest-point sampling from what is labelled), ``cluster-uncertainty`` (k-means of the pool into
-as many clusters as picks, the most uncertain of each cluster: uncertain *and* spread out).
+as many clusters as picks, the most uncertain of each cluster: uncertain *and* spread out),
+``representative`` (k-means of labelled + pool into one cluster more per pick than is labelled; the
+most typical member of each of the largest clusters nothing labelled falls in — the TypiClust idea
+of Hacohen et al. 2022 for small labelling budgets). ``representative`` and ``diversity`` need no
+spread, so they serve potentials without an ensemble; how each fares on the real DFT sample is in
+the README (benchmarks/active_learning_drx_dft.py).
 """
 
 from __future__ import annotations
@@ -22,8 +27,15 @@ import numpy as np
 
 from drx_workflows.errors import DrxError
 
-STRATEGIES = ("random", "uncertainty", "diversity", "cluster-uncertainty")
+STRATEGIES = ("random", "uncertainty", "diversity", "cluster-uncertainty", "representative")
 NEEDS_SPREAD = {"uncertainty", "cluster-uncertainty"}
+# strategies that measure the candidates against what is labelled: the members must be scored too
+NEEDS_LABELLED = {"diversity", "representative"}
+# k-means over labelled + pool grows with the slice; past this many clusters the picks go to the
+# clusters with the fewest labelled members instead of to empty ones
+MAX_CLUSTERS = 500
+# typicality = 1 / mean distance to this many nearest neighbours in the cluster
+TYPICALITY_NEIGHBOURS = 10
 
 
 def standardised(features: np.ndarray) -> np.ndarray:
@@ -81,7 +93,7 @@ def select(strategy: str, n: int, labelled: Sequence[int], pool: Sequence[int], 
         return pool
     if strategy in NEEDS_SPREAD:
         if spread is None:
-            raise DrxError(f"strategy {strategy!r} needs an ensemble spread; the model has none (use random or diversity)")
+            raise DrxError(f"strategy {strategy!r} needs an ensemble spread; the model has none (use random, diversity or representative)")
         spread = np.asarray(spread, dtype=float)
         if not np.isfinite(spread[pool]).all():
             raise DrxError(f"strategy {strategy!r}: the ensemble spread is not finite for every candidate")
@@ -94,6 +106,8 @@ def select(strategy: str, n: int, labelled: Sequence[int], pool: Sequence[int], 
     x = standardised(features)
     if strategy == "diversity":
         return farthest_points(x, list(labelled), pool, n)
+    if strategy == "representative":
+        return most_typical_of_uncovered_clusters(x, [int(i) for i in labelled], pool, n, seed)
     return most_uncertain_per_cluster(x, pool, spread, n, seed)
 
 
@@ -127,6 +141,47 @@ def most_uncertain_per_cluster(x: np.ndarray, pool: list[int], spread: np.ndarra
     # an empty cluster (duplicates in the pool) leaves picks short: fill with the most uncertain rest
     rest = sorted(set(pool) - set(picks), key=lambda i: -spread[i])
     return picks + rest[: n - len(picks)]
+
+
+def typicality(x: np.ndarray) -> np.ndarray:
+    """Per row, 1 / the mean distance to its nearest neighbours among ``x``'s rows (one row: 1)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    k = min(TYPICALITY_NEIGHBOURS, len(x) - 1)
+    if k < 1:
+        return np.ones(len(x))
+    dist, _ = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x)
+    return 1.0 / (dist[:, 1:].mean(1) + 1e-12)  # column 0 is the row itself
+
+
+def most_typical_of_uncovered_clusters(x: np.ndarray, labelled: list[int], pool: list[int], n: int,
+                                       seed: int) -> list[int]:
+    """k-means of labelled + pool into ``len(labelled) + n`` clusters (at most MAX_CLUSTERS); pick after
+    pick, the cluster with the fewest labelled (or picked) members, the larger first, gives its most
+    typical unpicked candidate. Dense regions of the pool that nothing labelled represents go first."""
+    from sklearn.cluster import KMeans
+
+    everyone = labelled + pool
+    k = min(len(labelled) + n, MAX_CLUSTERS, len(everyone))
+    labels = KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(x[everyone])
+    n_lab = len(labelled)
+    covered = np.bincount(labels[:n_lab], minlength=k)
+    size = np.bincount(labels, minlength=k)
+    # candidates of each cluster, most typical (among the cluster's candidates) first
+    queue = {}
+    for c in range(k):
+        members = n_lab + np.flatnonzero(labels[n_lab:] == c)
+        if len(members):
+            order = np.argsort(-typicality(x[[everyone[m] for m in members]]), kind="stable")
+            queue[c] = [everyone[m] for m in members[order]]
+    picks: list[int] = []
+    while len(picks) < n and queue:
+        c = min(queue, key=lambda c: (covered[c], -size[c], c))
+        picks.append(queue[c].pop(0))
+        covered[c] += 1
+        if not queue[c]:
+            del queue[c]
+    return picks
 
 
 def stalled(previous_mae: float | None, current_mae: float, min_improvement: float) -> bool:

@@ -40,7 +40,7 @@ class ActiveRequest:
                            f"({', '.join(backends)}); add it to --train")
         if self.strategy in NEEDS_SPREAD and self.backend != "delta":
             raise DrxError(f"strategy {self.strategy!r} needs an ensemble spread, which only delta gives; "
-                           "use --strategy random or diversity with other backends")
+                           "use --strategy random, diversity or representative with other backends")
         if self.n < 1 or self.rounds < 1:
             raise DrxError(f"active learning needs --active N >= 1 and --rounds R >= 1 (got {self.n}, {self.rounds})")
         if self.strategy not in STRATEGIES:
@@ -118,18 +118,17 @@ def score(potential, docs) -> tuple[list, np.ndarray, np.ndarray | None, dict]:
 
 def choose(store, state, potential, request: ActiveRequest, after: int) -> tuple[list[str], int]:
     """The drx_ids to label next, and how many candidates could not be scored."""
-    from drx_workflows.selection.strategies import NEEDS_SPREAD, select
+    from drx_workflows.selection.strategies import NEEDS_LABELLED, NEEDS_SPREAD, select
 
     pool_docs = candidate_docs(store, state)
     if not pool_docs:
         return [], 0
-    # diversity measures distance from what is labelled: the members are scored too
     member_docs = list(store.structures.find({"drx_id": {"$in": state.train_ids}}, {"_id": 0})) \
-        if request.strategy == "diversity" else []
+        if request.strategy in NEEDS_LABELLED else []
     configs, x, spread, skipped = score(potential, member_docs + pool_docs)
     if spread is None and request.strategy in NEEDS_SPREAD:
         raise DrxError(f"strategy {request.strategy!r} needs an ensemble spread; the {type(potential).name} "
-                       "potential has none (use delta with ensemble > 1, or --strategy random/diversity)")
+                       "potential has none (use delta with ensemble > 1, or --strategy random/diversity/representative)")
     members = set(state.drx_ids)
     labelled = [i for i, c in enumerate(configs) if c.id in members]
     pool = [i for i, c in enumerate(configs) if c.id not in members]
