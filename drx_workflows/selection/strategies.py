@@ -167,16 +167,18 @@ def most_typical_of_uncovered_clusters(x: np.ndarray, labelled: list[int], pool:
     n_lab = len(labelled)
     covered = np.bincount(labels[:n_lab], minlength=k)
     size = np.bincount(labels, minlength=k)
-    # candidates of each cluster, most typical (among the cluster's candidates) first
-    queue = {}
-    for c in range(k):
-        members = n_lab + np.flatnonzero(labels[n_lab:] == c)
-        if len(members):
-            order = np.argsort(-typicality(x[[everyone[m] for m in members]]), kind="stable")
-            queue[c] = [everyone[m] for m in members[order]]
+    # candidates of each cluster; ordered by typicality only once a pick comes from it (up to
+    # MAX_CLUSTERS clusters, at most n of them are drawn from)
+    queue = {c: [everyone[m] for m in n_lab + np.flatnonzero(labels[n_lab:] == c)] for c in range(k)}
+    queue = {c: cands for c, cands in queue.items() if cands}
+    ordered: set[int] = set()
     picks: list[int] = []
     while len(picks) < n and queue:
         c = min(queue, key=lambda c: (covered[c], -size[c], c))
+        if c not in ordered:  # most typical (among the cluster's candidates) first
+            order = np.argsort(-typicality(x[queue[c]]), kind="stable")
+            queue[c] = [queue[c][i] for i in order]
+            ordered.add(c)
         picks.append(queue[c].pop(0))
         covered[c] += 1
         if not queue[c]:
