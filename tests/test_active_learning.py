@@ -105,6 +105,8 @@ def _two_rounds(store, tmp_path):
     spread = {c.id: p.uncertainty for c, p in zip(configs, potential.predict(configs))}
     expected = sorted(spread, key=lambda i: -spread[i])[:2]
     assert sorted(final.drx_ids[len(first): len(first) + 2]) == sorted(expected)
+    # (selection ran the heads on the base passes kept in the store; that predict ran the base itself)
+    assert store.db["base_evaluations"].count_documents({}) >= len(pool_docs)
 
     text = "\n".join(r.get("outcome", "") for r in training_status(store))
     assert "round 1: picked 2 (uncertainty) -> generation 2" in text and "round 2: picked 2" in text

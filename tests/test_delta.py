@@ -6,6 +6,7 @@ differences of the potential's energy.
 """
 
 import csv
+import json
 import shutil
 from dataclasses import replace
 
@@ -145,6 +146,40 @@ def test_uncertainty_is_the_ensemble_spread(trained, test_set):
     np.testing.assert_allclose([p.uncertainty for p in lean], [p.uncertainty for p in preds], rtol=1e-4, atol=1e-8)
 
 
+def test_kept_base_passes_give_the_same_scores_and_fit(trained, train_set, test_set):
+    """With a base cache, scoring runs the heads on kept features: the same energies and spreads as
+    the full pass, and a structure scored before costs no base pass; a refit reads its passes too."""
+    from drx_workflows.mliap.delta.base_cache import MemoryBaseCache
+
+    full = trained.predict(test_set, forces=False)
+    cache = MemoryBaseCache()
+    trained.base_cache = cache
+    try:
+        before = trained.base_passes
+        first = trained.predict_energies(test_set)
+        assert trained.base_passes - before == len(test_set) and len(cache.entries) == len(test_set)
+        again = trained.predict_energies(test_set[1:] + test_set[:1])
+        assert trained.base_passes - before == len(test_set)  # nothing new reached the base
+    finally:
+        trained.base_cache = None
+    for p, q in zip(full, first):
+        assert q.forces is None
+        assert q.energy == pytest.approx(p.energy, abs=1e-4)
+        assert q.uncertainty == pytest.approx(p.uncertainty, rel=1e-4, abs=1e-8)
+        np.testing.assert_allclose(q.descriptor, p.descriptor, rtol=1e-6)
+    assert [q.energy for q in again] == [q.energy for q in first[1:] + first[:1]]
+
+    # a generation that grew: the kept passes of the earlier members, the base for the new ones
+    pot = DeltaPotential(**{**FAST, "epochs": 50})
+    pot.base_cache = MemoryBaseCache()
+    pot.fit(train_set[:8])
+    report = pot.fit(train_set)
+    assert report.details["base_passes"] == len(train_set) - 8
+    plain = DeltaPotential(**{**FAST, "epochs": 50})
+    plain.fit(train_set)
+    np.testing.assert_allclose(pot.shifts, plain.shifts, rtol=1e-6)
+
+
 def test_save_load_roundtrip(trained, test_set, tmp_path):
     folder = trained.save(tmp_path / "m")
     again = DeltaPotential.load(folder)
@@ -213,6 +248,12 @@ def test_cli_train_then_rank_by_uncertainty(tmp_path):
                 "--set", "delta.epochs=200", "--set", "delta.ensemble=4", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "delta: train MAE" in r.stdout
+    # the same training again: every cell's base pass is read from the store's base_evaluations
+    r = run_drx("--store", store, "train", "--slice", "mn_ni", "--backend", "delta",
+                "--set", "delta.epochs=200", "--set", "delta.ensemble=4", "--json", "again.json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    again = json.loads((tmp_path / "again.json").read_text())[0]
+    assert again["base_passes"] == 0
     r = run_drx("--store", store, "enumerate", "--tms", "Mn,Ni", "--n-tm", "1-2", "--per-ntm", "3",
                 "--toc-per-ntm", "0", "--max-cation-sites", "8", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -223,10 +264,20 @@ def test_cli_train_then_rank_by_uncertainty(tmp_path):
     unc = [float(row["uncertainty_mev_atom"]) for row in rows]
     assert unc == sorted(unc, reverse=True) and [int(row["rank"]) for row in rows] == list(range(1, len(rows) + 1))
 
+    # ranking again reads every candidate's base pass from the store: the same ranks and numbers
+    r = run_drx("--store", store, "rank", "--slice", "mn_ni", "--out", "again.csv", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "again.csv").read_text() == (tmp_path / "ranked.csv").read_text()
+
     # the stored potential, reloaded here, gives the same uncertainty for the top structure
     st = open_store(StoreConfig.embedded(store))
     try:
-        doc = st.potentials.find_one({"backend": "delta", "slice": "mn_ni"})
+        docs = list(st.potentials.find({"backend": "delta", "slice": "mn_ni"}).sort("created", 1))
+        assert [d["base_passes"] for d in docs] == [docs[0]["n_train"], 0] and docs[0]["n_train"] > 0
+        assert docs[1]["test"]["energy_mae"] == pytest.approx(docs[0]["test"]["energy_mae"], rel=1e-5)
+        # one kept pass per training cell and per ranked candidate
+        assert st.db["base_evaluations"].count_documents({}) == docs[0]["n_train"] + len(rows)
+        doc = docs[0]
         pot = load_potential(st, doc, tmp_path / "model")
         sdoc = st.structures.find_one({"drx_id": rows[0]["drx_id"]})
         s = structure_from_doc(sdoc)

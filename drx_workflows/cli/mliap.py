@@ -62,6 +62,7 @@ def train_cmd(ctx, slice_name, backends, test_slice, target, overrides, frames, 
     from drx_workflows.mliap.base import backend_class, parse_backends
     from drx_workflows.mliap.duration import check_budget, minutes_text
     from drx_workflows.mliap.isolated import train_and_evaluate_isolated
+    from drx_workflows.store.base_evaluations import StoredBaseEvaluations
     from drx_workflows.store.potentials import store_result
     from drx_workflows.store.training_data import slice_data
     names = parse_backends(backends)
@@ -92,7 +93,8 @@ def train_cmd(ctx, slice_name, backends, test_slice, target, overrides, frames, 
         estimated = f"; estimated {estimates[name]}" if estimates[name] else ""
         click.echo(f"training {name} on {slice_name} ({data.n_train_structures} structures, {len(train)} configurations"
                    f"{estimated}) ...")
-        result = train_and_evaluate_isolated(name, train, test, slice_name, params[name], target)
+        result = train_and_evaluate_isolated(name, train, test, slice_name, params[name], target,
+                                             base_cache=StoredBaseEvaluations(store))
         doc = store_result(store, result, {"test_slice": test_slice or slice_name, "frames": frames,
                                            "reference_structures": data.references})
         m = result.test_metrics

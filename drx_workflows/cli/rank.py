@@ -25,6 +25,7 @@ def rank_cmd(ctx, slice_name, potential_id, n_tm, limit, top, out):
     The most uncertain structures are the ones whose DFT calculation teaches the potential most.
     """
     from drx_workflows.cli.options import int_list
+    from drx_workflows.store.base_evaluations import attach_base_cache
     from drx_workflows.store.client import open_store
     from drx_workflows.store.potentials import load_potential
 
@@ -44,6 +45,7 @@ def rank_cmd(ctx, slice_name, potential_id, n_tm, limit, top, out):
         raise DrxError("no structures in the store match" + (f" --n-tm {n_tm}" if n_tm else "") + "; run drx enumerate first")
     with tempfile.TemporaryDirectory(prefix="drx-rank-") as tmp:
         potential = load_potential(store, doc, Path(tmp))
+        attach_base_cache(store, potential)  # structures ranked before cost no base pass
         click.echo(f"ranking {len(docs)} structures with {doc['backend']} potential {doc['_id']} (slice {doc.get('slice')}) ...")
         rows, skipped = rank_rows(potential, docs)
     if skipped:

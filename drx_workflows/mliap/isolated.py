@@ -44,6 +44,7 @@ class TrainingJob:
     hyperparameters: dict | None = None
     target: str = "total"
     warm_start: str | None = None
+    base_cache: dict | None = None  # kept base passes of the training cells (delta), key -> entry
 
 
 @dataclass
@@ -56,12 +57,20 @@ class ChildRun:
 
 
 def train_and_evaluate_isolated(backend, train, test, slice_name="", hyperparameters=None, target="total",
-                                warm_start: Path | None = None):
-    """:func:`train_and_evaluate` in a child process; the same TrainingResult, its potential loaded back."""
+                                warm_start: Path | None = None, base_cache=None):
+    """:func:`train_and_evaluate` in a child process; the same TrainingResult, its potential loaded back.
+
+    ``base_cache`` (``mliap.delta.base_cache``): the child gets the kept base passes of the
+    training cells and the parent keeps the ones it computed, even when the training fails later.
+    """
     from drx_workflows.mliap.base import backend_class
 
+    keys_of = getattr(backend_class(backend), "base_cache_keys", None)
+    entries = None
+    if base_cache is not None and keys_of is not None:
+        entries = base_cache.get_many(sorted(set(keys_of(train, hyperparameters or {}))))
     job = TrainingJob(backend, list(train), list(test), slice_name, dict(hyperparameters or {}), target,
-                      str(warm_start) if warm_start else None)
+                      str(warm_start) if warm_start else None, entries)
     with tempfile.TemporaryDirectory(prefix="drx-train-") as tmp:
         folder = Path(tmp)
         atomic_write_bytes(folder / "job.pickle", pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL))
@@ -70,6 +79,9 @@ def train_and_evaluate_isolated(backend, train, test, slice_name="", hyperparame
         except _Stopped as stopped:  # before the child started, or while it ran
             run = stopped.args[0] if stopped.args else ChildRun(-signal.SIGTERM, 0.0, 0.0)
             raise TrainingKilled(_killed_message(job, run, parent=True)) from None
+        computed = folder / "base_cache.pickle"
+        if entries is not None and computed.exists():
+            base_cache.put_many(pickle.loads(computed.read_bytes()))
         outcome = folder / "result.pickle"
         if run.returncode < 0:
             raise TrainingKilled(_killed_message(job, run))
@@ -143,9 +155,15 @@ def _child(folder: Path) -> int:
     from drx_workflows.mliap.training import train_and_evaluate
 
     job: TrainingJob = pickle.loads((folder / "job.pickle").read_bytes())
+    cache = None
+    if job.base_cache is not None:
+        from drx_workflows.mliap.delta.base_cache import MemoryBaseCache
+
+        cache = MemoryBaseCache()
+        cache.entries.update(job.base_cache)
     try:
         result = train_and_evaluate(job.backend, job.train, job.test, job.slice_name, job.hyperparameters,
-                                    job.target, Path(job.warm_start) if job.warm_start else None)
+                                    job.target, Path(job.warm_start) if job.warm_start else None, base_cache=cache)
         result.potential.save(folder / "model")
         outcome = ("ok", replace(result, potential=None))
     except DrxError as exc:
@@ -154,6 +172,9 @@ def _child(folder: Path) -> int:
         import traceback
 
         outcome = ("crash", traceback.format_exc())
+    if cache is not None:
+        fresh = {k: v for k, v in cache.entries.items() if k not in job.base_cache}
+        atomic_write_bytes(folder / "base_cache.pickle", pickle.dumps(fresh, protocol=pickle.HIGHEST_PROTOCOL))
     atomic_write_bytes(folder / "result.pickle", pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL))
     return 0
 

@@ -41,6 +41,7 @@ class TrainingResult:
     test_set: list
     predictions: dict  # "train"/"test" -> list[Prediction], same order as the sets
     n_train_scored: int = 0  # training structures behind train_metrics (train_set holds them)
+    base_passes: int | None = None  # delta: training cells the base evaluated (the rest were kept)
 
     def to_doc(self) -> dict:
         return {
@@ -55,6 +56,7 @@ class TrainingResult:
             "n_train": self.n_train,
             "n_test": self.n_test,
             "n_train_scored": self.n_train_scored,
+            **({} if self.base_passes is None else {"base_passes": self.base_passes}),
             "train_seconds": self.train_seconds,
             "predict_seconds": self.predict_seconds,
             "train": self.train_metrics.to_doc(),
@@ -104,15 +106,20 @@ def train_and_evaluate(
     hyperparameters: dict | None = None,
     target: str = "total",
     warm_start: Path | None = None,
+    base_cache=None,
 ) -> TrainingResult:
-    """Fit ``backend`` on ``train``, predict the test set and (a sample of) the training set, compute the study's metrics."""
+    """Fit ``backend`` on ``train``, predict the test set and (a sample of) the training set, compute the study's metrics.
+
+    ``base_cache``: kept base passes for a backend that takes them (delta; ``mliap.delta.base_cache``)."""
     cls = backend_class(backend)
     potential = cls(**(hyperparameters or {}))  # unknown hyperparameters fail before training
+    if base_cache is not None and hasattr(potential, "base_cache"):
+        potential.base_cache = base_cache
     check_training_data(train, "training")
     check_training_data(test, "test")
     train_t, test_t = to_target(train, target), to_target(test, target)
     t0 = time.perf_counter()
-    potential.fit(train_t, warm_start=warm_start)
+    report = potential.fit(train_t, warm_start=warm_start)
     train_seconds = time.perf_counter() - t0
     t1 = time.perf_counter()
     scored = metrics_sample(train_t, TRAIN_SCORE_LIMIT)
@@ -135,6 +142,7 @@ def train_and_evaluate(
         test_set=test_t,
         predictions={"train": pred_train, "test": pred_test},
         n_train_scored=len(scored),
+        base_passes=(report.details or {}).get("base_passes") if report is not None else None,
     )
 
 

@@ -168,6 +168,17 @@ BASES = {
 }
 
 
+def base_label(name: str, model_name: str | None = None) -> str:
+    """What a base computes with: name, model and its package's version (the key of its cached passes)."""
+    from drx_workflows.mliap.delta.base_cache import package_version
+
+    if name not in BASES:
+        raise DrxError(f"delta: unknown base {name!r}; choose from {', '.join(sorted(BASES))}")
+    cls, default = BASES[name]
+    package = "chgnet" if cls is ChgnetBase else "sevenn"
+    return f"{name}/{model_name or default}/{package} {package_version(package)}"
+
+
 def make_base(name: str, model_name: str | None = None, batch_size: int = 8):
     """The frozen base ``name`` (``model_name`` overrides its default model)."""
     if name not in BASES:

@@ -31,8 +31,10 @@ import numpy as np
 from drx_workflows.errors import DrxError
 from drx_workflows.mliap.base import FitReport, Potential, Prediction
 from drx_workflows.mliap.data import Configuration
+from drx_workflows.mliap.delta.base_cache import cached_evaluations
 from drx_workflows.mliap.delta.bases import (
     BASES,
+    base_label,
     check_configurations,
     make_base,
     torch_threads,
@@ -88,6 +90,10 @@ class DeltaPotential(Potential):
             if not isinstance(hp[key], (int, float)) or isinstance(hp[key], bool) or hp[key] < 0:
                 raise DrxError(f"delta: {key} must be a number >= 0, got {hp[key]!r}")
         self._base = None
+        # where the base's energies-only passes are kept between runs (``base_cache.py``); the
+        # orchestration layer attaches the store's, None evaluates every time
+        self.base_cache = None
+        self.base_passes = 0  # structures the base evaluated in this process (not read from the cache)
         self.elements: list[str] = []
         self.shifts: np.ndarray | None = None
         self.heads = None
@@ -100,6 +106,25 @@ class DeltaPotential(Potential):
             hp = self.hyperparameters
             self._base = make_base(hp["base"], hp["base_model"], batch_size=int(hp["batch_size"]))
         return self._base
+
+    @classmethod
+    def base_cache_keys(cls, configs, hyperparameters: dict) -> list[str]:
+        """The cache keys ``base_energies`` looks up for ``configs`` under these hyperparameters."""
+        from drx_workflows.mliap.delta.base_cache import config_key
+
+        hp = {**cls.DEFAULTS, **hyperparameters}
+        label = base_label(hp["base"], hp["base_model"])
+        return [config_key(label, c) for c in configs]
+
+    def base_energies(self, configs) -> list[dict]:
+        """The base's ``energy`` and ``feature`` per configuration, from ``base_cache`` where it has them."""
+        hp = self.hyperparameters
+        if self.base_cache is None:
+            self.base_passes += len(configs)
+            return self.base.evaluate(configs, forces=False)
+        evals, passes = cached_evaluations(self.base, base_label(hp["base"], hp["base_model"]), self.base_cache, configs)
+        self.base_passes += passes
+        return evals
 
     def _composition(self, configs):
         return np.array([[c.species.count(e) for e in self.elements] for c in configs], dtype=float)
@@ -131,7 +156,8 @@ class DeltaPotential(Potential):
             )
         torch_threads()
         # energies and features only: the base's forces enter the fit only through the force term
-        evals = base.evaluate(train, forces=False)
+        passes = self.base_passes
+        evals = self.base_energies(train)
         jacobians = {}
         if hp["residual"] == "heads" and float(hp["force_weight"]) > 0 and int(hp["force_structures"]) > 0:
             rng = np.random.default_rng(int(hp["seed"]))
@@ -141,6 +167,7 @@ class DeltaPotential(Potential):
                 evals[int(i)] = r
         report = self.fit_from_base(train, evals, jacobians)
         report.details["base_seconds"] = time.perf_counter() - t0 - report.seconds
+        report.details["base_passes"] = self.base_passes - passes  # the rest came from the cache
         if warm_start is not None:
             report.details["warm_start"] = "ignored: the heads retrain in seconds on the frozen base"
         report.seconds = time.perf_counter() - t0
@@ -255,6 +282,7 @@ class DeltaPotential(Potential):
         torch_threads()
         if self.heads is not None:
             self.heads.module.eval()
+        self.base_passes += len(configs)
         evals = self.base.evaluate(configs, head=self.heads, stress=stress, forces=forces)
         shift = self._composition(configs) @ self.shifts
         return evals, shift
@@ -271,8 +299,30 @@ class DeltaPotential(Potential):
         return out
 
     def predict_energies(self, configs: list[Configuration]) -> list[Prediction]:
-        """Energies, spreads and features without the base's backward pass (~3x faster): for ranking."""
-        return self.predict(configs, forces=False)
+        """Energies, spreads and features without the base's backward pass (~3x faster): for ranking.
+
+        With a ``base_cache`` the heads run on the kept features, so a structure scored before
+        (an earlier round's candidate) costs no base pass."""
+        if self.base_cache is None or not configs:
+            return self.predict(configs, forces=False)
+        import torch
+
+        check_configurations(configs, self.base.covers, self.hyperparameters["base"], "input")
+        self._check_trained(configs)
+        torch_threads()
+        evals = self.base_energies(configs)
+        energy = np.array([r["energy"] for r in evals]) + self._composition(configs) @ self.shifts
+        members = None
+        if self.heads is not None:
+            self.heads.module.eval()
+            feats = torch.tensor(np.stack([r["feature"] for r in evals]), dtype=torch.float32)
+            with torch.no_grad():
+                members = self.heads(feats, [c.species for c in configs]).numpy().astype(float)  # (B, K) eV/atom
+            energy = energy + members.mean(1) * np.array([c.n_atoms for c in configs])
+        rows = members if members is not None else [None] * len(evals)
+        return [Prediction(energy=float(e), forces=None, descriptor=r["feature"],
+                           uncertainty=float(np.std(m)) if m is not None and len(m) > 1 else None)
+                for e, m, r in zip(energy, rows, evals)]
 
     def predict_stress(self, config: Configuration) -> np.ndarray:
         """Stress (eV/A^3, ASE sign) as the strain derivative of the same energy, by autograd."""

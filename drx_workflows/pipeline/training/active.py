@@ -141,6 +141,7 @@ def choose(store, state, potential, request: ActiveRequest, after: int) -> tuple
 def select_next(store, slice_name: str, backend: str, generation: int, target: str, request: ActiveRequest,
                 round_: int, workdir) -> SelectionOutcome:
     """One selection round after ``generation`` was trained (see the module docstring)."""
+    from drx_workflows.store.base_evaluations import attach_base_cache
     from drx_workflows.store.potentials import load_potential
     from drx_workflows.store.slices import (
         add_selected_generation,
@@ -159,6 +160,8 @@ def select_next(store, slice_name: str, backend: str, generation: int, target: s
     if out.stopped:
         return out
     potential = load_potential(store, potential_of(store, slice_name, backend, generation, target), workdir)
+    # the candidates are the same every round: the base scores each once, later rounds run the heads only
+    attach_base_cache(store, potential)
     picks, out.skipped = choose(store, state, potential, request, generation)
     if not picks:
         out.stopped = "no unlabelled candidate left"

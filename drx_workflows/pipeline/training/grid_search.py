@@ -63,12 +63,15 @@ def run_grid_point(store, grid_id, slice_name, backend, hyperparameters, index, 
                    validation_fraction=0.2, seed=0, frames="all") -> dict:
     from drx_workflows.mliap.duration import check_budget
     from drx_workflows.mliap.isolated import train_and_evaluate_isolated
+    from drx_workflows.store.base_evaluations import StoredBaseEvaluations
     from drx_workflows.store.training_data import slice_data
 
     data = slice_data(store, slice_name, None, frames)
     fit_set, val_set = validation_split(data.train, validation_fraction, seed)
     check_budget(backend, hyperparameters or {}, fit_set)  # a point that cannot fit the worker fizzles in one line
-    result = train_and_evaluate_isolated(backend, fit_set, val_set, slice_name, hyperparameters, target)
+    # every point of a delta grid fits on the same cells: the base evaluates each once for all of them
+    result = train_and_evaluate_isolated(backend, fit_set, val_set, slice_name, hyperparameters, target,
+                                         base_cache=StoredBaseEvaluations(store))
     doc = {
         "grid_id": grid_id,
         "slice": slice_name,

@@ -54,6 +54,7 @@ def train_slice(
     from drx_workflows.mliap.base import backend_class
     from drx_workflows.mliap.duration import check_budget
     from drx_workflows.mliap.isolated import TrainingKilled, train_and_evaluate_isolated
+    from drx_workflows.store.base_evaluations import StoredBaseEvaluations
     from drx_workflows.store.potentials import load_potential, store_result
     from drx_workflows.store.training_data import slice_data
     data = slice_data(store, slice_name, generation, frames, references)
@@ -73,6 +74,8 @@ def train_slice(
         "surrogate": any(c.meta.get("surrogate") for c in data.train + data.test),
         **(extra or {}),
     }
+    # a generation's earlier members were seen by the base when the previous one trained
+    kept = StoredBaseEvaluations(store)
     with tempfile.TemporaryDirectory(prefix="drx-warm-") as tmp:
         start = None
         prev = previous_model(store, backend, slice_name, generation, target) if warm_start else None
@@ -81,14 +84,16 @@ def train_slice(
             start = Path(tmp) / "model"
             info["warm_start_from"] = {"potential_id": str(prev["_id"]), "generation": prev.get("generation")}
         try:
-            result = train_and_evaluate_isolated(backend, data.train, data.test, slice_name, hyperparameters, target, start)
+            result = train_and_evaluate_isolated(backend, data.train, data.test, slice_name, hyperparameters, target, start,
+                                                 base_cache=kept)
         except DrxError as exc:
             if start is None or isinstance(exc, TrainingKilled):  # killed or stopped: from scratch would be too
                 raise
             echo(f"warm start from generation {prev.get('generation')} not possible ({exc}); training from scratch")
             info["warm_start_from"] = None
             info["warm_start_refused"] = str(exc)
-            result = train_and_evaluate_isolated(backend, data.train, data.test, slice_name, hyperparameters, target)
+            result = train_and_evaluate_isolated(backend, data.train, data.test, slice_name, hyperparameters, target,
+                                                 base_cache=kept)
     doc = store_result(store, result, info)
     m = result.test_metrics
     echo(
