@@ -8,10 +8,16 @@ dropped as a duplicate: both hold the same numbers.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 BASE_EVALUATIONS = "base_evaluations"
 LOOKUP_CHUNK = 1000  # keys per query: bounds the size of one $in
+# The embedded store rewrites its whole file on each save (~1 s with 10,000 structures in it), and
+# scoring puts a chunk of 32 cells at a time: saving each would cost as much as the passes.  A lost
+# entry only costs its pass again, so the file is saved at most this often (and when the store closes).
+SAVE_EVERY_S = 60.0
 
 
 class StoredBaseEvaluations:
@@ -20,6 +26,7 @@ class StoredBaseEvaluations:
     def __init__(self, store):
         self.store = store
         self.collection = store.db[BASE_EVALUATIONS]
+        self._saved = time.monotonic()
 
     def get_many(self, keys) -> dict[str, dict]:
         keys = list(keys)
@@ -45,7 +52,9 @@ class StoredBaseEvaluations:
             # another job wrote some of the same cells first: the same numbers, keep theirs
             if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
                 raise
-        self.store.save()
+        if time.monotonic() - self._saved >= SAVE_EVERY_S:
+            self.store.save()
+            self._saved = time.monotonic()
 
 
 def attach_base_cache(store, potential) -> None:
