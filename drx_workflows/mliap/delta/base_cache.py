@@ -65,14 +65,14 @@ def cached_evaluations(base, label: str, cache, configs: list[Configuration], ch
     """
     keys = [config_key(label, c) for c in configs]
     found = cache.get_many(sorted(set(keys)))
-    missing = [i for i, k in enumerate(keys) if k not in found]
-    todo = list(dict.fromkeys(keys[i] for i in missing))  # one pass per distinct cell
-    first = {}
-    for i in missing:
-        first.setdefault(keys[i], i)
-    for start in range(0, len(todo), chunk):
-        part = todo[start : start + chunk]
-        fresh = base.evaluate([configs[first[k]] for k in part], forces=False)
+    todo: dict[str, Configuration] = {}  # one pass per distinct cell not kept, in first-seen order
+    for k, c in zip(keys, configs):
+        if k not in found:
+            todo.setdefault(k, c)
+    pending = list(todo)
+    for start in range(0, len(pending), chunk):
+        part = pending[start : start + chunk]
+        fresh = base.evaluate([todo[k] for k in part], forces=False)
         records = {k: {"energy": float(r["energy"]), "feature": np.asarray(r["feature"], dtype=float)}
                    for k, r in zip(part, fresh)}
         cache.put_many(records)
